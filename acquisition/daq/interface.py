@@ -1,0 +1,76 @@
+"""What every DAQ backend offers: analog input on a sample clock plus the recorded trigger line."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DaqBlock:
+    """Consecutive samples from the DAQ's sample clock, the rig's master clock.
+
+    ``first_sample_index`` counts samples since acquisition started; blocks are contiguous.
+    """
+
+    first_sample_index: int
+    analog: np.ndarray  # (n_samples, n_channels) float32, in each channel's units
+    trigger_line: np.ndarray  # (n_samples,) uint8, the camera trigger line, 0 or 1
+    t_host_ns: int  # host time when the block was read
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.analog.shape[0])
+
+
+class Daq(abc.ABC):
+    """A DAQ with a sample clock. ``close`` may be called more than once."""
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Create and configure the tasks (channels, clocks, triggers); nothing runs yet."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start the sample clock (followers first, the analog input last)."""
+
+    @abc.abstractmethod
+    def read_block(self, timeout_s: float) -> DaqBlock | None:
+        """The next block of samples, or None when it did not arrive within ``timeout_s``."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop the sample clock."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the tasks; safe to call twice."""
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    def __enter__(self) -> Daq:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def rising_edges(trigger_line: np.ndarray, first_sample_index: int, previous_level: int) -> np.ndarray:
+    """Sample indices (int64) where ``trigger_line`` goes from 0 to 1.
+
+    ``previous_level`` is the last sample of the block before, so an edge on a block boundary is
+    found exactly once.
+    """
+    levels = np.concatenate(([previous_level], trigger_line.astype(np.int8)))
+    return np.flatnonzero(np.diff(levels) > 0).astype(np.int64) + first_sample_index

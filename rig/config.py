@@ -1,0 +1,356 @@
+"""The rig's configuration: TOML files validated once, at start-up, into frozen dataclasses.
+
+Every table and key is declared below. An unknown key, a value of the wrong type or out of range,
+a missing required key or an unreadable file raises :class:`ConfigError` naming the file and the
+dotted key, before any process starts, any hardware is armed or any file is created.
+
+The dataclasses are plain and picklable: each worker process receives the whole :class:`RigConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "sim.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        where = f"key '{key}'" if key else "the file"
+        super().__init__(f"{path}: {where}: {problem}")
+
+
+def _gt(bound: float) -> dict[str, Any]:
+    return {"gt": bound}
+
+
+def _ge(bound: float) -> dict[str, Any]:
+    return {"ge": bound}
+
+
+def _range(low: float, high: float) -> dict[str, Any]:
+    return {"ge": low, "le": high}
+
+
+# --- the tables ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    subject: str = "unknown"
+    duration_s: float = field(default=5.0, metadata=_gt(0))
+    output_dir: str = "trials"
+    # The writer flushes the file at least this often; a crash loses at most this much.
+    flush_interval_s: float = field(default=0.5, metadata=_range(0.01, 10.0))
+    # Refuse to start unless this much more than the trial's estimated size is free on disk.
+    disk_margin_bytes: int = field(default=100_000_000, metadata=_ge(0))
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    # Who paces the cameras: the serial trigger box or a counter output of the DAQ.
+    source: Literal["triggerbox", "daq_counter"] = "triggerbox"
+    rate_hz: float = field(default=200.0, metadata=_range(0.1, 10_000.0))
+    duty_cycle: float = field(default=0.5, metadata={"gt": 0.0, "lt": 1.0})
+
+
+@dataclass(frozen=True)
+class TriggerBoxConfig:
+    # "sim": the trigger box firmware emulator of the digital twin, reached over a pseudo-terminal.
+    backend: Literal["sim", "serial"] = "sim"
+    port: str = ""
+    baudrate: int = field(default=115_200, metadata=_gt(0))
+    timeout_s: float = field(default=1.0, metadata=_gt(0))
+
+
+@dataclass(frozen=True)
+class DaqChannelConfig:
+    name: str
+    kind: Literal["emg", "force", "other"]
+    units: str = "V"
+    # The physical channel on a real DAQ ("Dev1/ai0"); the simulator ignores it.
+    physical: str = ""
+    range_v: float = field(default=10.0, metadata=_gt(0))
+
+
+@dataclass(frozen=True)
+class TriggerLineConfig:
+    name: str = "camera_trigger"
+    physical: str = ""
+
+
+@dataclass(frozen=True)
+class DaqConfig:
+    backend: Literal["sim", "nidaqmx"] = "sim"
+    device: str = "Dev1"
+    rate_hz: float = field(default=10_000.0, metadata=_range(1.0, 2_000_000.0))
+    # Samples per block read from the device and sent to the writer.
+    block_samples: int = field(default=100, metadata=_range(1, 1_000_000))
+    channels: tuple[DaqChannelConfig, ...] = ()
+    trigger_line: TriggerLineConfig = TriggerLineConfig()
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    backend: Literal["sim"] = "sim"
+    width: int = field(default=640, metadata=_range(8, 8192))
+    height: int = field(default=480, metadata=_range(8, 8192))
+    pixel_format: Literal["Mono8"] = "Mono8"
+    # Frames the camera process may hold while the writer is behind; beyond this it drops and
+    # counts (the lossless path never drops silently).
+    max_buffered_frames: int = field(default=1000, metadata=_range(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class EndpointsConfig:
+    """ZeroMQ endpoints; empty means ``ipc://`` sockets in a private folder made per trial."""
+
+    control: str = ""
+    record: str = ""
+    trigger_line: str = ""
+
+
+@dataclass(frozen=True)
+class JumpConfig:
+    """The digital twin's jump, in twin time (seconds from trigger pulse 0)."""
+
+    crouch_onset_s: float = field(default=1.5, metadata=_ge(0))
+    crouch_duration_s: float = field(default=0.35, metadata=_gt(0))
+    push_off_duration_s: float = field(default=0.08, metadata=_gt(0))
+    gap_mm: float = field(default=80.0, metadata=_gt(0))
+    height_mm: float = field(default=30.0, metadata=_gt(0))
+
+
+@dataclass(frozen=True)
+class CameraFaultConfig:
+    drop_trigger_indices: tuple[int, ...] = ()
+    drop_probability: float = field(default=0.0, metadata=_range(0.0, 1.0))
+    drift_ppm: float = field(default=0.0, metadata=_range(-10_000.0, 10_000.0))
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    cameras: dict[str, CameraFaultConfig] = field(default_factory=dict)
+    # Extra time the writer spends on every frame, standing in for a slow disk.
+    slow_disk_ms_per_frame: float = field(default=0.0, metadata=_ge(0))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int = 1
+    noise_dn: float = field(default=2.0, metadata=_ge(0))
+    blur_px: float = field(default=0.0, metadata=_ge(0))
+    brightness: float = field(default=1.0, metadata=_range(0.01, 4.0))
+    jump: JumpConfig = JumpConfig()
+    faults: FaultsConfig = FaultsConfig()
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    trial: TrialConfig = TrialConfig()
+    trigger: TriggerConfig = TriggerConfig()
+    triggerbox: TriggerBoxConfig = TriggerBoxConfig()
+    daq: DaqConfig = DaqConfig()
+    cameras: tuple[CameraConfig, ...] = ()
+    endpoints: EndpointsConfig = EndpointsConfig()
+    sim: SimConfig = SimConfig()
+    # Where the config came from; not a key of the file.
+    source_path: str = field(default="", metadata={"internal": True})
+
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(camera.name for camera in self.cameras)
+
+    @property
+    def samples_per_pulse(self) -> float:
+        return self.daq.rate_hz / self.trigger.rate_hz
+
+    def to_toml(self) -> str:
+        """The resolved configuration (defaults filled in) as TOML text, for the trial file."""
+        return tomli_w.dumps(_to_plain(self))
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> RigConfig:
+    """Read and validate a rig config; ``overrides`` maps dotted keys to values (from the CLI)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(path, "", "file not found") from None
+    except OSError as error:
+        raise ConfigError(path, "", f"cannot read: {error.strerror}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(path, "", f"not valid TOML: {error}") from None
+    for dotted_key, value in (overrides or {}).items():
+        _set_dotted(table, dotted_key, value)
+    config = _build(RigConfig, table, "", path)
+    config = dataclasses.replace(config, source_path=str(path))
+    _check_rig(config, path)
+    return config
+
+
+def _set_dotted(table: dict[str, Any], dotted_key: str, value: Any) -> None:
+    *parents, last = dotted_key.split(".")
+    for part in parents:
+        table = table.setdefault(part, {})
+    table[last] = value
+
+
+def _build(cls: type, table: Any, prefix: str, path: Path) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(path, prefix, f"expected a table, got {_describe(table)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        key = _join(prefix, unknown[0])
+        raise ConfigError(path, key, f"unknown key (known keys here: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, spec in fields.items():
+        key = _join(prefix, name)
+        if name not in table:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ConfigError(path, key, "required key is missing")
+            continue
+        value = _convert(hints[name], table[name], key, path)
+        _check_bounds(spec.metadata, value, key, path)
+        values[name] = value
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str, path: Path) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, path)  # type: ignore[arg-type]
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(path, key, f"must be one of {choices}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(path, key, f"expected a list, got {_describe(value)}")
+        return tuple(_convert(args[0], item, f"{key}[{i}]", path) for i, item in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, key, f"expected a table, got {_describe(value)}")
+        return {k: _convert(args[1], v, _join(key, k), path) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"union types are not supported in config schemas ({key})")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, key, f"expected true or false, got {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, key, f"expected an integer, got {_describe(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(path, key, f"expected a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(path, key, f"expected a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, key, f"expected a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} at {key}")
+
+
+def _check_bounds(metadata: Any, value: Any, key: str, path: Path) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    checks = (
+        ("gt", lambda bound: value > bound, "greater than"),
+        ("ge", lambda bound: value >= bound, "at least"),
+        ("lt", lambda bound: value < bound, "less than"),
+        ("le", lambda bound: value <= bound, "at most"),
+    )
+    for name, holds, words in checks:
+        if name in metadata and not holds(metadata[name]):
+            raise ConfigError(path, key, f"must be {words} {metadata[name]}, got {value!r}")
+
+
+def _check_rig(config: RigConfig, path: Path) -> None:
+    """Rules that tie several keys together."""
+    if not config.cameras:
+        raise ConfigError(path, "cameras", "at least one camera is required")
+    seen: set[str] = set()
+    for i, camera in enumerate(config.cameras):
+        if not camera.name.isidentifier():
+            raise ConfigError(
+                path, f"cameras[{i}].name", f"must be a simple name (letters, digits, _), got {camera.name!r}"
+            )
+        if camera.name in seen:
+            raise ConfigError(path, f"cameras[{i}].name", f"duplicate camera name {camera.name!r}")
+        seen.add(camera.name)
+    channel_names = [channel.name for channel in config.daq.channels]
+    if not channel_names:
+        raise ConfigError(path, "daq.channels", "at least one analog channel is required")
+    for i, name in enumerate(channel_names):
+        if name in channel_names[:i]:
+            raise ConfigError(path, f"daq.channels[{i}].name", f"duplicate channel name {name!r}")
+    samples_per_pulse = config.samples_per_pulse
+    if samples_per_pulse < 2:
+        raise ConfigError(
+            path,
+            "trigger.rate_hz",
+            f"the DAQ at {config.daq.rate_hz:g} Hz needs at least 2 samples per trigger pulse "
+            f"to record the trigger line; at most {config.daq.rate_hz / 2:g} Hz",
+        )
+    for name in config.sim.faults.cameras:
+        if name not in seen:
+            raise ConfigError(path, f"sim.faults.cameras.{name}", f"no camera named {name!r}")
+    for name, faults in config.sim.faults.cameras.items():
+        for i, index in enumerate(faults.drop_trigger_indices):
+            if index < 0:
+                key = f"sim.faults.cameras.{name}.drop_trigger_indices[{i}]"
+                raise ConfigError(path, key, f"trigger indices start at 0, got {index}")
+    if config.triggerbox.backend == "serial" and not config.triggerbox.port:
+        raise ConfigError(path, "triggerbox.port", "required when triggerbox.backend = 'serial'")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _describe(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "a table"}
+    return f"{kinds.get(type(value), type(value).__name__)} ({value!r})"
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _to_plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not f.metadata.get("internal")
+        }
+    if isinstance(value, tuple):
+        return [_to_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    return value
