@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -166,10 +166,13 @@ def make_socket(
     bind: bool,
     hwm: int | None = None,
     subscribe: Sequence[bytes] = (),
+    options: Mapping[int, int] | None = None,
 ) -> zmq.Socket:
     """One socket, configured before it binds or connects (ZeroMQ reads the options then)."""
     socket = context.socket(kind)
     socket.setsockopt(zmq.LINGER, 2000)
+    for option, value in (options or {}).items():
+        socket.setsockopt(option, value)
     if hwm is not None:
         socket.setsockopt(zmq.SNDHWM, hwm)
         socket.setsockopt(zmq.RCVHWM, hwm)

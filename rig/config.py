@@ -20,6 +20,17 @@ from typing import Any, Literal
 
 import tomli_w
 
+from acquisition.settings import (
+    CameraConfig,
+    DaqConfig,
+    SimConfig,
+    TriggerBoxConfig,
+    TriggerConfig,
+    between,
+    ge,
+    gt,
+)
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "sim.toml"
 
 
@@ -34,86 +45,15 @@ class ConfigError(ValueError):
         super().__init__(f"{path}: {where}: {problem}")
 
 
-def _gt(bound: float) -> dict[str, Any]:
-    return {"gt": bound}
-
-
-def _ge(bound: float) -> dict[str, Any]:
-    return {"ge": bound}
-
-
-def _range(low: float, high: float) -> dict[str, Any]:
-    return {"ge": low, "le": high}
-
-
-# --- the tables ----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class TrialConfig:
     subject: str = "unknown"
-    duration_s: float = field(default=5.0, metadata=_gt(0))
+    duration_s: float = field(default=5.0, metadata=gt(0))
     output_dir: str = "trials"
     # The writer flushes the file at least this often; a crash loses at most this much.
-    flush_interval_s: float = field(default=0.5, metadata=_range(0.01, 10.0))
+    flush_interval_s: float = field(default=0.5, metadata=between(0.01, 10.0))
     # Refuse to start unless this much more than the trial's estimated size is free on disk.
-    disk_margin_bytes: int = field(default=100_000_000, metadata=_ge(0))
-
-
-@dataclass(frozen=True)
-class TriggerConfig:
-    # Who paces the cameras: the serial trigger box or a counter output of the DAQ.
-    source: Literal["triggerbox", "daq_counter"] = "triggerbox"
-    rate_hz: float = field(default=200.0, metadata=_range(0.1, 10_000.0))
-    duty_cycle: float = field(default=0.5, metadata={"gt": 0.0, "lt": 1.0})
-
-
-@dataclass(frozen=True)
-class TriggerBoxConfig:
-    # "sim": the trigger box firmware emulator of the digital twin, reached over a pseudo-terminal.
-    backend: Literal["sim", "serial"] = "sim"
-    port: str = ""
-    baudrate: int = field(default=115_200, metadata=_gt(0))
-    timeout_s: float = field(default=1.0, metadata=_gt(0))
-
-
-@dataclass(frozen=True)
-class DaqChannelConfig:
-    name: str
-    kind: Literal["emg", "force", "other"]
-    units: str = "V"
-    # The physical channel on a real DAQ ("Dev1/ai0"); the simulator ignores it.
-    physical: str = ""
-    range_v: float = field(default=10.0, metadata=_gt(0))
-
-
-@dataclass(frozen=True)
-class TriggerLineConfig:
-    name: str = "camera_trigger"
-    physical: str = ""
-
-
-@dataclass(frozen=True)
-class DaqConfig:
-    backend: Literal["sim", "nidaqmx"] = "sim"
-    device: str = "Dev1"
-    rate_hz: float = field(default=10_000.0, metadata=_range(1.0, 2_000_000.0))
-    # Samples per block read from the device and sent to the writer.
-    block_samples: int = field(default=100, metadata=_range(1, 1_000_000))
-    channels: tuple[DaqChannelConfig, ...] = ()
-    trigger_line: TriggerLineConfig = TriggerLineConfig()
-
-
-@dataclass(frozen=True)
-class CameraConfig:
-    name: str
-    backend: Literal["sim"] = "sim"
-    width: int = field(default=640, metadata=_range(8, 8192))
-    height: int = field(default=480, metadata=_range(8, 8192))
-    pixel_format: Literal["Mono8"] = "Mono8"
-    # Frames the camera process may hold while the writer is behind; beyond this it drops and
-    # counts (the lossless path never drops silently).
-    max_buffered_frames: int = field(default=1000, metadata=_range(1, 1_000_000))
+    disk_margin_bytes: int = field(default=100_000_000, metadata=ge(0))
 
 
 @dataclass(frozen=True)
@@ -123,41 +63,6 @@ class EndpointsConfig:
     control: str = ""
     record: str = ""
     trigger_line: str = ""
-
-
-@dataclass(frozen=True)
-class JumpConfig:
-    """The digital twin's jump, in twin time (seconds from trigger pulse 0)."""
-
-    crouch_onset_s: float = field(default=1.5, metadata=_ge(0))
-    crouch_duration_s: float = field(default=0.35, metadata=_gt(0))
-    push_off_duration_s: float = field(default=0.08, metadata=_gt(0))
-    gap_mm: float = field(default=80.0, metadata=_gt(0))
-    height_mm: float = field(default=30.0, metadata=_gt(0))
-
-
-@dataclass(frozen=True)
-class CameraFaultConfig:
-    drop_trigger_indices: tuple[int, ...] = ()
-    drop_probability: float = field(default=0.0, metadata=_range(0.0, 1.0))
-    drift_ppm: float = field(default=0.0, metadata=_range(-10_000.0, 10_000.0))
-
-
-@dataclass(frozen=True)
-class FaultsConfig:
-    cameras: dict[str, CameraFaultConfig] = field(default_factory=dict)
-    # Extra time the writer spends on every frame, standing in for a slow disk.
-    slow_disk_ms_per_frame: float = field(default=0.0, metadata=_ge(0))
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    seed: int = 1
-    noise_dn: float = field(default=2.0, metadata=_ge(0))
-    blur_px: float = field(default=0.0, metadata=_ge(0))
-    brightness: float = field(default=1.0, metadata=_range(0.01, 4.0))
-    jump: JumpConfig = JumpConfig()
-    faults: FaultsConfig = FaultsConfig()
 
 
 @dataclass(frozen=True)
@@ -328,6 +233,13 @@ def _check_rig(config: RigConfig, path: Path) -> None:
             if index < 0:
                 key = f"sim.faults.cameras.{name}.drop_trigger_indices[{i}]"
                 raise ConfigError(path, key, f"trigger indices start at 0, got {index}")
+    if config.trigger.source == "triggerbox" and config.triggerbox.backend == "sim":
+        if config.daq.backend != "sim":
+            raise ConfigError(
+                path,
+                "triggerbox.backend",
+                "the simulated trigger box lives in the simulated DAQ: needs daq.backend = 'sim'",
+            )
     if config.triggerbox.backend == "serial" and not config.triggerbox.port:
         raise ConfigError(path, "triggerbox.port", "required when triggerbox.backend = 'serial'")
 

@@ -74,3 +74,22 @@ def rising_edges(trigger_line: np.ndarray, first_sample_index: int, previous_lev
     """
     levels = np.concatenate(([previous_level], trigger_line.astype(np.int8)))
     return np.flatnonzero(np.diff(levels) > 0).astype(np.int64) + first_sample_index
+
+
+def block_record_dtype(n_channels: int) -> np.dtype:
+    """The dtype of one sample on the wire: every analog channel plus the trigger line level."""
+    return np.dtype([("analog", "<f4", (n_channels,)), ("trigger_line", "u1")])
+
+
+def pack_block(block: DaqBlock) -> np.ndarray:
+    """(n,) records of :func:`block_record_dtype`, one contiguous buffer to send in one message."""
+    records = np.empty(block.n_samples, dtype=block_record_dtype(block.analog.shape[1]))
+    records["analog"] = block.analog
+    records["trigger_line"] = block.trigger_line
+    return records
+
+
+def unpack_block(payload: bytes | memoryview, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of :func:`pack_block`: (analog (n, C) float32, trigger_line (n,) uint8)."""
+    records = np.frombuffer(payload, dtype=block_record_dtype(n_channels))
+    return np.ascontiguousarray(records["analog"]), np.ascontiguousarray(records["trigger_line"])

@@ -1,0 +1,177 @@
+"""One camera's process: read frames, compress them into HDF5 chunks, send them to the writer.
+
+Entry point :func:`run_camera`. The recording path is lossless: a frame the writer cannot take
+right now waits in a bounded buffer here; only when that buffer is full is a frame dropped, and
+its trigger index is reported at end-of-stream so the drop lands in the file.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Sequence
+from multiprocessing.synchronize import Event
+
+import zmq
+
+from acquisition.cameras.interface import Camera
+from acquisition.control import WorkerControl
+from acquisition.errors import DeviceError
+from acquisition.frame_codec import encode_frame_chunk
+from acquisition.settings import CameraConfig, Endpoints, SimConfig
+from acquisition.transport import (
+    ENCODING_H5CHUNK,
+    RECORD_HWM,
+    TOPIC_EOS,
+    TOPIC_FRAME,
+    Header,
+    eos_header,
+    make_socket,
+    send_message,
+)
+from acquisition.worker import setup_worker
+
+READ_TIMEOUT_S = 0.02
+# After "stop" (the trigger has already stopped), a camera is drained once it has been this
+# long without a frame: every exposure has finished and every frame has been transferred.
+DRAIN_QUIET_S = 0.3
+# How long the final flush of the buffer may block on a writer that stopped reading.
+FINAL_SEND_TIMEOUT_MS = 5000
+ARM_TIMEOUT_S = 120.0
+
+
+def role_of(camera_name: str) -> str:
+    return f"camera:{camera_name}"
+
+
+def make_camera(
+    config: CameraConfig,
+    sim: SimConfig,
+    all_camera_names: Sequence[str],
+    context: zmq.Context,
+    endpoints: Endpoints,
+) -> Camera:
+    if config.backend == "sim":
+        from acquisition.cameras.simulated import SimulatedCamera
+
+        return SimulatedCamera(config, sim, all_camera_names, context, endpoints.trigger_line)
+    raise ValueError(f"unknown camera backend {config.backend!r}")
+
+
+def run_camera(
+    config: CameraConfig,
+    sim: SimConfig,
+    all_camera_names: Sequence[str],
+    endpoints: Endpoints,
+    abort: Event,
+) -> None:
+    """Run one camera for one trial, driven by the supervisor's commands."""
+    role = role_of(config.name)
+    log = setup_worker(role)
+    context = zmq.Context()
+    control = WorkerControl(context, endpoints.control, role)
+    try:
+        _run(config, sim, all_camera_names, endpoints, abort, context, control)
+    except Exception as error:
+        log.exception("camera failed")
+        code = error.code if isinstance(error, DeviceError) else None
+        control.send("error", reason=f"camera {config.name}: {error}", code=code)
+        raise SystemExit(1) from error
+    finally:
+        control.close()
+        context.destroy(linger=FINAL_SEND_TIMEOUT_MS)
+
+
+def _run(
+    config: CameraConfig,
+    sim: SimConfig,
+    all_camera_names: Sequence[str],
+    endpoints: Endpoints,
+    abort: Event,
+    context: zmq.Context,
+    control: WorkerControl,
+) -> None:
+    camera = make_camera(config, sim, all_camera_names, context, endpoints)
+    record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
+    with camera:
+        status = {"frames": 0, "buffered": 0, "dropped": 0, "last_frame_id": -1}
+        control.ready(camera=camera.info())
+        command = control.wait_command("arm", ARM_TIMEOUT_S, status)
+        if command["type"] == "abort":
+            return
+        camera.arm()
+        control.ack(command)
+
+        backlog: collections.deque[tuple[Header, bytes]] = collections.deque()
+        dropped_trigger_indices: list[int] = []
+        seq = 0
+        stopping = False
+        last_frame_ns = time.monotonic_ns()
+        while not abort.is_set():
+            frame = camera.read(READ_TIMEOUT_S)
+            if frame is not None:
+                last_frame_ns = time.monotonic_ns()
+                if len(backlog) >= config.max_buffered_frames:
+                    dropped_trigger_indices.append(frame.frame_id)
+                else:
+                    header = Header(
+                        stream=config.name,
+                        seq=seq,
+                        t_host_ns=frame.t_host_ns,
+                        frame_id=frame.frame_id,
+                        trigger_index=frame.frame_id,
+                        t_device_ns=frame.t_device_ns,
+                        shape=tuple(frame.image.shape),
+                        dtype=frame.image.dtype.str,
+                        encoding=ENCODING_H5CHUNK,
+                    )
+                    backlog.append((header, encode_frame_chunk(frame.image)))
+                    seq += 1
+                status["last_frame_id"] = frame.frame_id
+            _send_backlog(record, backlog, block=False)
+            status["frames"] = seq
+            status["buffered"] = len(backlog)
+            status["dropped"] = len(dropped_trigger_indices)
+
+            command = control.poll_command()
+            if command is not None:
+                if command["type"] == "stop":
+                    stopping = True
+                    control.ack(command)
+                elif command["type"] == "abort":
+                    break
+            if stopping and time.monotonic_ns() - last_frame_ns > DRAIN_QUIET_S * 1e9:
+                break
+            if control.heartbeat_due():
+                control.heartbeat(**status)
+        camera.disarm()
+        record.setsockopt(zmq.SNDTIMEO, FINAL_SEND_TIMEOUT_MS)
+        _send_backlog(record, backlog, block=True)
+        unsent = [header.trigger_index for header, _ in backlog]
+        send_message(
+            record,
+            TOPIC_EOS,
+            eos_header(
+                config.name,
+                seq - len(unsent),
+                dropped_trigger_indices=sorted(dropped_trigger_indices + unsent),
+            ),
+        )
+        control.done(
+            frames_sent=seq - len(unsent),
+            dropped_trigger_indices=sorted(dropped_trigger_indices + unsent),
+        )
+
+
+def _send_backlog(
+    record: zmq.Socket, backlog: collections.deque[tuple[Header, bytes]], block: bool
+) -> None:
+    """Send buffered frames in order until the socket would block (or, with ``block``, fails)."""
+    flags = 0 if block else zmq.NOBLOCK
+    while backlog:
+        header, chunk = backlog[0]
+        try:
+            send_message(record, TOPIC_FRAME, header, chunk, flags=flags)
+        except zmq.Again:
+            return
+        backlog.popleft()

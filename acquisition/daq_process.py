@@ -1,0 +1,200 @@
+"""The DAQ process: samples on the master clock go to the writer; pulses go to the twin's cameras.
+
+Entry point :func:`run_daq`. It also hosts the twin trigger box's firmware emulator when the
+trigger box is simulated, since in the twin the box's pulses are generated on the DAQ's clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from multiprocessing.synchronize import Event
+from typing import Any
+
+import zmq
+
+from acquisition.control import WorkerControl
+from acquisition.daq.interface import Daq, pack_block, rising_edges
+from acquisition.daq.simulated import SimulatedDaq
+from acquisition.errors import DeviceError
+from acquisition.settings import DaqConfig, Endpoints, SimConfig, TriggerBoxConfig, TriggerConfig
+from acquisition.transport import (
+    RECORD_HWM,
+    TOPIC_DAQ,
+    TOPIC_EOS,
+    TOPIC_TRIGGER,
+    Header,
+    eos_header,
+    make_socket,
+    send_message,
+)
+from acquisition.worker import setup_worker
+
+ROLE = "daq"
+STREAM = "daq"
+TWIN_LINE_STREAM = "trigger_line"
+READY_TIMEOUT_S = 10.0
+# Pulses queued for a slow twin camera are kept, not dropped: a camera that lags is still
+# triggered by every pulse, as a real camera on a wire would be.
+TWIN_LINE_HWM = 1_000_000
+
+
+def make_daq(config: DaqConfig, trigger: TriggerConfig, sim: SimConfig) -> Daq:
+    if config.backend == "sim":
+        return SimulatedDaq(config, trigger, sim)
+    raise ValueError(f"unknown DAQ backend {config.backend!r}")
+
+
+def run_daq(
+    config: DaqConfig,
+    trigger: TriggerConfig,
+    triggerbox: TriggerBoxConfig,
+    sim: SimConfig,
+    endpoints: Endpoints,
+    twin_camera_names: Sequence[str],
+    abort: Event,
+) -> None:
+    """Run the DAQ for one trial, driven by the supervisor's commands."""
+    log = setup_worker(ROLE)
+    context = zmq.Context()
+    control = WorkerControl(context, endpoints.control, ROLE)
+    try:
+        _run(config, trigger, triggerbox, sim, endpoints, twin_camera_names, abort, context, control)
+    except Exception as error:
+        log.exception("DAQ failed")
+        code = error.code if isinstance(error, DeviceError) else None
+        control.send("error", reason=f"DAQ: {error}", code=code)
+        raise SystemExit(1) from error
+    finally:
+        control.close()
+        context.destroy(linger=1000)
+
+
+def _run(
+    config: DaqConfig,
+    trigger: TriggerConfig,
+    triggerbox: TriggerBoxConfig,
+    sim: SimConfig,
+    endpoints: Endpoints,
+    twin_camera_names: Sequence[str],
+    abort: Event,
+    context: zmq.Context,
+    control: WorkerControl,
+) -> None:
+    daq = make_daq(config, trigger, sim)
+    daq.open()
+    info: dict[str, Any] = {"daq": daq.info()}
+    emulator = None
+    if trigger.source == "triggerbox" and triggerbox.backend == "sim":
+        from acquisition.triggerbox.emulator import TriggerBoxEmulator
+
+        if not isinstance(daq, SimulatedDaq):
+            raise ValueError("the simulated trigger box needs the simulated DAQ")
+        emulator = TriggerBoxEmulator(daq.pulses)
+        emulator.start()
+        info["triggerbox_port"] = emulator.port_path
+
+    record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
+    twin_line = None
+    if twin_camera_names:
+        twin_line = make_socket(
+            context,
+            zmq.XPUB,
+            endpoints.trigger_line,
+            bind=True,
+            hwm=TWIN_LINE_HWM,
+            # Report every subscription, not only the first per topic, to count the cameras.
+            options={zmq.XPUB_VERBOSE: 1},
+        )
+        _wait_for_subscribers(twin_line, len(twin_camera_names), control)
+
+    status: dict[str, Any] = {"samples": 0, "pulses": 0}
+    control.ready(**info)
+    command = control.wait_command("start", READY_TIMEOUT_S * 6, status)
+    if command["type"] == "abort":
+        return
+    daq.start()
+    control.ack(command)
+
+    seq = 0
+    pulses = 0
+    first_pulse_sample: int | None = None
+    previous_level = 0
+    stopping = False
+    n_channels = len(config.channels)
+    while True:
+        if abort.is_set():
+            break
+        command = control.poll_command()
+        if command is not None:
+            if command["type"] == "start_trigger":
+                if not isinstance(daq, SimulatedDaq):
+                    raise ValueError("counter-output triggers are configured by the DAQ backend")
+                daq.pulses.start(float(command["rate_hz"]))
+                control.ack(command)
+            elif command["type"] == "stop_trigger":
+                if isinstance(daq, SimulatedDaq):
+                    daq.pulses.stop()
+                control.ack(command)
+            elif command["type"] == "stop":
+                stopping = True
+            elif command["type"] == "abort":
+                break
+        if stopping and isinstance(daq, SimulatedDaq) and daq.samples_due() < config.block_samples:
+            break
+        block = daq.read_block(timeout_s=0.05)
+        if block is not None:
+            edges = rising_edges(block.trigger_line, block.first_sample_index, previous_level)
+            previous_level = int(block.trigger_line[-1])
+            header = Header(
+                stream=STREAM,
+                seq=seq,
+                t_host_ns=block.t_host_ns,
+                shape=(block.n_samples,),
+                dtype="daq_block",
+                extra={"first_sample_index": block.first_sample_index, "n_channels": n_channels},
+            )
+            send_message(record, TOPIC_DAQ, header, pack_block(block))
+            seq += 1
+            status["samples"] = block.first_sample_index + block.n_samples
+            for sample_index in edges.tolist():
+                if first_pulse_sample is None:
+                    first_pulse_sample = sample_index
+                if twin_line is not None:
+                    t_twin_ns = round((sample_index - first_pulse_sample) * 1e9 / config.rate_hz)
+                    pulse = Header(
+                        stream=TWIN_LINE_STREAM,
+                        seq=pulses,
+                        t_host_ns=time.monotonic_ns(),
+                        trigger_index=pulses,
+                        extra={"daq_sample_index": sample_index, "t_twin_ns": t_twin_ns},
+                    )
+                    send_message(twin_line, TOPIC_TRIGGER, pulse)
+                pulses += 1
+            status["pulses"] = pulses
+        if control.heartbeat_due():
+            control.heartbeat(**status)
+    daq.stop()
+    send_message(record, TOPIC_EOS, eos_header(STREAM, seq, samples=status["samples"]))
+    if twin_line is not None:
+        send_message(twin_line, TOPIC_EOS, eos_header(TWIN_LINE_STREAM, pulses))
+    if emulator is not None:
+        emulator.close()
+    daq.close()
+    control.done(samples=status["samples"], pulses=pulses, messages=seq)
+
+
+def _wait_for_subscribers(xpub: zmq.Socket, expected: int, control: WorkerControl) -> None:
+    """Block until every twin camera has subscribed, so no pulse is published to nobody."""
+    subscribers = 0
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while subscribers < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"only {subscribers} of {expected} twin cameras subscribed to the trigger line"
+            )
+        if control.heartbeat_due():
+            control.heartbeat(samples=0, pulses=0)
+        if xpub.poll(50, zmq.POLLIN):
+            if xpub.recv()[:1] == b"\x01":
+                subscribers += 1

@@ -1,0 +1,118 @@
+"""Settings of the devices and of the digital twin: the tables of the rig's TOML config.
+
+They live here, not in ``rig``, so that the capture processes can take them without importing
+the rig (imports point one way). ``rig.config`` reads the TOML file into these frozen dataclasses;
+field ``metadata`` carries the bounds it enforces (``gt``, ``ge``, ``lt``, ``le``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from acquisition.sim.skeleton import JumpParameters
+
+
+def gt(bound: float) -> dict[str, Any]:
+    return {"gt": bound}
+
+
+def ge(bound: float) -> dict[str, Any]:
+    return {"ge": bound}
+
+
+def between(low: float, high: float) -> dict[str, Any]:
+    return {"ge": low, "le": high}
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    # Who paces the cameras: the serial trigger box or a counter output of the DAQ.
+    source: Literal["triggerbox", "daq_counter"] = "triggerbox"
+    rate_hz: float = field(default=200.0, metadata=between(0.1, 10_000.0))
+    duty_cycle: float = field(default=0.5, metadata={"gt": 0.0, "lt": 1.0})
+
+
+@dataclass(frozen=True)
+class TriggerBoxConfig:
+    # "sim": the trigger box firmware emulator of the digital twin, hosted by the simulated DAQ
+    # and reached over a pseudo-terminal, through the same serial client as the real box.
+    backend: Literal["sim", "serial"] = "sim"
+    port: str = ""
+    baudrate: int = field(default=115_200, metadata=gt(0))
+    timeout_s: float = field(default=1.0, metadata=gt(0))
+
+
+@dataclass(frozen=True)
+class DaqChannelConfig:
+    name: str
+    kind: Literal["emg", "force", "other"]
+    units: str = "V"
+    # The physical channel on a real DAQ ("Dev1/ai0"); the simulator ignores it.
+    physical: str = ""
+    range_v: float = field(default=10.0, metadata=gt(0))
+
+
+@dataclass(frozen=True)
+class TriggerLineConfig:
+    name: str = "camera_trigger"
+    physical: str = ""
+
+
+@dataclass(frozen=True)
+class DaqConfig:
+    backend: Literal["sim", "nidaqmx"] = "sim"
+    device: str = "Dev1"
+    rate_hz: float = field(default=10_000.0, metadata=between(1.0, 2_000_000.0))
+    # Samples per block read from the device and sent to the writer.
+    block_samples: int = field(default=100, metadata=between(1, 1_000_000))
+    channels: tuple[DaqChannelConfig, ...] = ()
+    trigger_line: TriggerLineConfig = TriggerLineConfig()
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    name: str
+    backend: Literal["sim"] = "sim"
+    width: int = field(default=640, metadata=between(8, 8192))
+    height: int = field(default=480, metadata=between(8, 8192))
+    pixel_format: Literal["Mono8"] = "Mono8"
+    # Frames the camera process may hold while the writer is behind; beyond this it drops and
+    # counts them (the recording path never drops silently).
+    max_buffered_frames: int = field(default=1000, metadata=between(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class CameraFaultConfig:
+    drop_trigger_indices: tuple[int, ...] = ()
+    drop_probability: float = field(default=0.0, metadata=between(0.0, 1.0))
+    drift_ppm: float = field(default=0.0, metadata=between(-10_000.0, 10_000.0))
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    cameras: dict[str, CameraFaultConfig] = field(default_factory=dict)
+    # Extra time the writer spends on every frame, standing in for a slow disk.
+    slow_disk_ms_per_frame: float = field(default=0.0, metadata=ge(0))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int = 1
+    noise_dn: float = field(default=2.0, metadata=ge(0))
+    blur_px: float = field(default=0.0, metadata=ge(0))
+    brightness: float = field(default=1.0, metadata=between(0.01, 4.0))
+    jump: JumpParameters = JumpParameters()
+    faults: FaultsConfig = FaultsConfig()
+
+    def camera_faults(self, camera: str) -> CameraFaultConfig:
+        return self.faults.cameras.get(camera, CameraFaultConfig())
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Resolved ZeroMQ endpoints of one trial (see ``rig.config.EndpointsConfig``)."""
+
+    control: str
+    record: str
+    trigger_line: str

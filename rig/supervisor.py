@@ -1,0 +1,497 @@
+"""The supervisor: starts one process per device and for the writer, runs one trial, stops it.
+
+Start order (ARCHITECTURE.md): writer, cameras (armed, waiting for triggers), DAQ acquisition,
+and only then the trigger pulse train, so pulse 0 is frame 0 on every camera. Stop in reverse:
+the pulse train, the DAQ (after the last pulse is sampled), the cameras (after their last frame
+is sent), and the writer last, once every stream has ended. Every worker reports READY before the
+trial arms and heartbeats while it runs; a worker that dies or falls silent ends the trial, with
+the reason recorded in the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import multiprocessing
+import multiprocessing.process
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from acquisition.camera_process import role_of, run_camera
+from acquisition.control import HEARTBEAT_TIMEOUT_S, decode, encode
+from acquisition.daq_process import run_daq
+from acquisition.settings import Endpoints
+from rig.config import RigConfig
+from rig.versions import software_versions
+from rig.writer_process import run_writer
+
+log = logging.getLogger("supervisor")
+
+READY_TIMEOUT_S = 60.0
+COMMAND_TIMEOUT_S = 10.0
+DONE_TIMEOUT_S = 30.0
+STATUS_INTERVAL_S = 0.25
+# Compressed frames are rarely smaller than this share of raw with sensor noise (measured).
+ESTIMATED_COMPRESSION_RATIO = 1.3
+
+
+class TrialState(enum.Enum):
+    STARTING = "starting"
+    ARMED = "armed"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class TrialAborted(RuntimeError):
+    """The trial cannot go on (a worker died, a device failed); the message says why."""
+
+
+@dataclass
+class WorkerState:
+    role: str
+    process: multiprocessing.process.BaseProcess
+    ready_info: dict[str, Any] | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    last_heard_s: float = 0.0
+    done: dict[str, Any] | None = None
+    error: str | None = None
+    acks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What the console shows while a trial runs."""
+
+    state: TrialState
+    elapsed_s: float
+    frames: dict[str, int]
+    dropped: dict[str, int]
+    buffered: dict[str, int]
+    daq_samples: int
+    pulses: int
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    path: Path
+    trial_id: str
+    end_reason: str
+    completed: bool  # the trial ran for its whole duration and every worker ended normally
+    writer_summary: dict[str, Any]
+    duration_s: float
+
+
+def estimate_trial_bytes(config: RigConfig, duration_s: float) -> int:
+    frames = sum(c.width * c.height for c in config.cameras) * config.trigger.rate_hz * duration_s
+    samples = (len(config.daq.channels) * 4 + 1) * config.daq.rate_hz * duration_s
+    return int(frames / ESTIMATED_COMPRESSION_RATIO + samples)
+
+
+class Supervisor:
+    """Runs trials of one rig config. Use :meth:`run_trial`; one trial at a time."""
+
+    def __init__(self, config: RigConfig) -> None:
+        self.config = config
+        self._spawn = multiprocessing.get_context("spawn")
+
+    def run_trial(
+        self,
+        *,
+        subject: str | None = None,
+        duration_s: float | None = None,
+        output_dir: Path | str | None = None,
+        on_status: Callable[[StatusSnapshot], None] | None = None,
+    ) -> TrialResult:
+        config = self.config
+        subject = subject or config.trial.subject
+        duration_s = duration_s if duration_s is not None else config.trial.duration_s
+        out = Path(output_dir if output_dir is not None else config.trial.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        needed = estimate_trial_bytes(config, duration_s) + config.trial.disk_margin_bytes
+        free = shutil.disk_usage(out).free
+        if free < needed:
+            raise OSError(
+                f"{out}: {free / 1e6:.0f} MB free, the trial needs about {needed / 1e6:.0f} MB"
+            )
+        started = dt.datetime.now(dt.UTC)
+        trial_id = f"{started:%Y%m%dT%H%M%S}_{subject}"
+        path = out / f"{trial_id}.h5"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = out / f"{trial_id}-{suffix}.h5"
+        trial_id = path.stem
+        root_attrs = {
+            "trial_id": trial_id,
+            "subject": subject,
+            "started_utc": started.isoformat(),
+            "duration_requested_s": duration_s,
+            "config": config.to_toml(),
+            "config_source": config.source_path,
+            "host": platform.node(),
+            **software_versions(),
+        }
+        with tempfile.TemporaryDirectory(prefix="jumprig-") as ipc_dir:
+            endpoints = self._endpoints(Path(ipc_dir))
+            run = _TrialRun(config, endpoints, self._spawn, on_status)
+            return run.execute(path, trial_id, root_attrs, duration_s)
+
+    def _endpoints(self, ipc_dir: Path) -> Endpoints:
+        configured = self.config.endpoints
+        return Endpoints(
+            control=configured.control or f"ipc://{ipc_dir}/control",
+            record=configured.record or f"ipc://{ipc_dir}/record",
+            trigger_line=configured.trigger_line or f"ipc://{ipc_dir}/trigger_line",
+        )
+
+
+class _TrialRun:
+    """One trial: its processes, its control socket and its state."""
+
+    def __init__(
+        self,
+        config: RigConfig,
+        endpoints: Endpoints,
+        spawn: Any,
+        on_status: Callable[[StatusSnapshot], None] | None,
+    ) -> None:
+        self.config = config
+        self.endpoints = endpoints
+        self.spawn = spawn
+        self.on_status = on_status
+        self.state = TrialState.STARTING
+        self.workers: dict[str, WorkerState] = {}
+        self.context = zmq.Context()
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.bind(endpoints.control)
+        self.abort = spawn.Event()
+        self.failure: str | None = None
+        self.started_s = time.monotonic()
+        self.running_since_s: float | None = None
+        self.triggerbox: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def execute(
+        self, path: Path, trial_id: str, root_attrs: dict[str, Any], duration_s: float
+    ) -> TrialResult:
+        end_reason = "completed"
+        interrupted = False
+        try:
+            self._start(path, root_attrs)
+            self._run_for(duration_s)
+        except KeyboardInterrupt:
+            end_reason = "stopped by the operator (Ctrl-C)"
+            interrupted = True
+        except TrialAborted as error:
+            end_reason = str(error)
+        except Exception as error:
+            log.exception("trial failed")
+            end_reason = f"supervisor error: {error}"
+        if self.failure and end_reason == "completed":
+            end_reason = self.failure
+        writer_summary: dict[str, Any] = {}
+        try:
+            writer_summary = self._stop(end_reason)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.abort.set()
+        finally:
+            self._reap()
+        completed = end_reason == "completed" and not interrupted and bool(writer_summary)
+        self.state = TrialState.FINISHED if completed else TrialState.FAILED
+        if not writer_summary:
+            end_reason = f"{end_reason}; the writer did not finish (file holds the last flush)"
+        return TrialResult(
+            path=path,
+            trial_id=trial_id,
+            end_reason=writer_summary.get("end_reason", end_reason),
+            completed=completed,
+            writer_summary=writer_summary,
+            duration_s=time.monotonic() - (self.running_since_s or self.started_s),
+        )
+
+    def _start(self, path: Path, root_attrs: dict[str, Any]) -> None:
+        config = self.config
+        self._spawn_worker(
+            "writer", run_writer, (config, self.endpoints, str(path), root_attrs, self.abort)
+        )
+        self._await_ready(["writer"])
+        twin_cameras = [c.name for c in config.cameras if c.backend == "sim"]
+        camera_roles = []
+        for camera in config.cameras:
+            role = role_of(camera.name)
+            camera_roles.append(role)
+            self._spawn_worker(
+                role,
+                run_camera,
+                (camera, config.sim, config.camera_names, self.endpoints, self.abort),
+            )
+        self._spawn_worker(
+            "daq",
+            run_daq,
+            (
+                config.daq,
+                config.trigger,
+                config.triggerbox,
+                config.sim,
+                self.endpoints,
+                twin_cameras,
+                self.abort,
+            ),
+        )
+        self._await_ready([*camera_roles, "daq"])
+        for role in camera_roles:
+            self._command(role, "arm")
+        self.state = TrialState.ARMED
+        self._command("daq", "start")
+        self._open_triggerbox()
+        self.running_since_s = time.monotonic()
+        self._start_pulses()
+        self.state = TrialState.RUNNING
+
+    def _run_for(self, duration_s: float) -> None:
+        deadline = time.monotonic() + duration_s
+        next_status = 0.0
+        while time.monotonic() < deadline:
+            self._pump(0.05)
+            self._check_health()
+            if time.monotonic() >= next_status:
+                self._report_status()
+                next_status = time.monotonic() + STATUS_INTERVAL_S
+
+    def _stop(self, reason: str) -> dict[str, Any]:
+        """Stop in reverse start order; returns the writer's summary ({} if it never finished)."""
+        self.state = TrialState.STOPPING
+        triggerbox_report: dict[str, Any] = {}
+        if self.running_since_s is not None:
+            triggerbox_report = self._stop_pulses()
+            # Let the last pulse be sampled: two pulse periods and one DAQ block.
+            time.sleep(
+                2.0 / self.config.trigger.rate_hz
+                + self.config.daq.block_samples / self.config.daq.rate_hz
+            )
+        if self._alive("daq"):
+            self._command("daq", "stop", expect_ack=False)
+            self._await_done(["daq"])
+        cameras = [role_of(name) for name in self.config.camera_names]
+        live_cameras = [role for role in cameras if self._alive(role)]
+        for role in live_cameras:
+            self._command(role, "stop")
+        self._await_done(live_cameras)
+        dead = [role.split(":", 1)[-1] for role in [*cameras, "daq"] if not self._ended(role)]
+        if not self._alive("writer"):
+            return {}
+        if self.failure and self.failure not in reason:
+            reason = f"{reason}; {self.failure}"
+        self._command(
+            "writer", "finish", reason=reason, dead_streams=dead, triggerbox=triggerbox_report
+        )
+        self._await_done(["writer"], DONE_TIMEOUT_S)
+        return self.workers["writer"].done or {}
+
+    def _reap(self) -> None:
+        if self.triggerbox is not None:
+            self.triggerbox.close()
+        self.abort.set()
+        for worker in self.workers.values():
+            worker.process.join(timeout=5.0)
+            if worker.process.is_alive():
+                log.warning("%s did not exit; terminating it", worker.role)
+                worker.process.terminate()
+                worker.process.join(timeout=2.0)
+        self.router.close()
+        self.context.term()
+
+    # --- trigger pulses ---------------------------------------------------------------------------
+
+    def _open_triggerbox(self) -> None:
+        config = self.config
+        if config.trigger.source != "triggerbox":
+            return
+        from acquisition.triggerbox.serial_box import SerialTriggerBox
+
+        if config.triggerbox.backend == "sim":
+            port = (self.workers["daq"].ready_info or {}).get("triggerbox_port", "")
+        else:
+            port = config.triggerbox.port
+        self.triggerbox = SerialTriggerBox(
+            port, baudrate=config.triggerbox.baudrate, timeout_s=config.triggerbox.timeout_s
+        )
+        self.triggerbox.open()
+
+    def _start_pulses(self) -> None:
+        rate_hz = self.config.trigger.rate_hz
+        if self.triggerbox is not None:
+            self.triggerbox.set_rate(rate_hz)
+            self.triggerbox.arm()
+            self.triggerbox.start()
+        else:
+            self._command("daq", "start_trigger", rate_hz=rate_hz)
+
+    def _stop_pulses(self) -> dict[str, Any]:
+        if self.triggerbox is not None:
+            try:
+                pulses = self.triggerbox.stop()
+                version = self.triggerbox.firmware_version()
+            except Exception as error:
+                self._fail(f"trigger box: {error}")
+                return {}
+            return {"pulses_sent": pulses, "firmware_version": version}
+        if self._alive("daq"):
+            self._command("daq", "stop_trigger")
+        return {}
+
+    # --- workers ----------------------------------------------------------------------------------
+
+    def _spawn_worker(self, role: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+        process = self.spawn.Process(target=target, args=args, name=role)
+        process.start()
+        self.workers[role] = WorkerState(role=role, process=process, last_heard_s=time.monotonic())
+
+    def _pump(self, timeout_s: float) -> None:
+        """Take in every control message that arrives within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if not self.router.poll(remaining_ms, zmq.POLLIN):
+                return
+            identity, raw = self.router.recv_multipart()
+            worker = self.workers.get(identity.decode())
+            if worker is None:
+                log.warning("message from unknown worker %r", identity)
+                continue
+            message = decode(raw)
+            worker.last_heard_s = time.monotonic()
+            kind = message["type"]
+            if kind == "ready":
+                worker.ready_info = message.get("info", {})
+            elif kind == "heartbeat":
+                worker.status = message.get("status", {})
+            elif kind == "ack":
+                worker.acks.append(message["command"])
+            elif kind == "done":
+                worker.done = message.get("summary", {})
+            elif kind == "error":
+                worker.error = message.get("reason", "unknown error")
+                code = message.get("code")
+                self._fail(worker.error + (f" (error code {code})" if code is not None else ""))
+
+    def _check_health(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers.values():
+            if worker.done is not None:
+                continue
+            if not worker.process.is_alive():
+                self._fail(
+                    worker.error
+                    or f"{worker.role} process died (exit code {worker.process.exitcode})"
+                )
+            elif worker.ready_info is not None and now - worker.last_heard_s > HEARTBEAT_TIMEOUT_S:
+                # Before READY a worker may be importing heavy libraries: only liveness counts.
+                self._fail(f"{worker.role} stopped answering for {now - worker.last_heard_s:.1f} s")
+        if self.failure:
+            raise TrialAborted(self.failure)
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            log.error("trial failing: %s", reason)
+            self.failure = reason
+
+    def _alive(self, role: str) -> bool:
+        worker = self.workers.get(role)
+        return worker is not None and worker.process.is_alive() and worker.done is None
+
+    def _ended(self, role: str) -> bool:
+        worker = self.workers.get(role)
+        return worker is not None and worker.done is not None
+
+    def _send(self, role: str, type_: str, **fields: Any) -> None:
+        try:
+            self.router.send_multipart([role.encode(), encode({"type": type_, **fields})])
+        except zmq.ZMQError as error:  # the peer is gone (ROUTER_MANDATORY)
+            self._fail(f"cannot reach {role}: {error}")
+
+    def _command(self, role: str, type_: str, expect_ack: bool = True, **fields: Any) -> None:
+        worker = self.workers[role]
+        acks_before = len(worker.acks)
+        self._send(role, type_, **fields)
+        if not expect_ack:
+            return
+        deadline = time.monotonic() + COMMAND_TIMEOUT_S
+        while len(worker.acks) == acks_before:
+            if time.monotonic() > deadline:
+                raise TrialAborted(f"{role} did not acknowledge {type_!r}")
+            self._pump(0.02)
+            self._check_health_quiet(role)
+
+    def _check_health_quiet(self, role: str) -> None:
+        worker = self.workers[role]
+        if not worker.process.is_alive() and worker.done is None:
+            raise TrialAborted(
+                worker.error or f"{role} process died (exit code {worker.process.exitcode})"
+            )
+
+    def _await_ready(self, roles: list[str]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while any(self.workers[role].ready_info is None for role in roles):
+            self._pump(0.05)
+            self._check_health()
+            if time.monotonic() > deadline:
+                missing = [role for role in roles if self.workers[role].ready_info is None]
+                raise TrialAborted(f"not ready within {READY_TIMEOUT_S} s: {', '.join(missing)}")
+
+    def _await_done(self, roles: list[str], timeout_s: float = DONE_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pending = [
+                role
+                for role in roles
+                if self.workers[role].done is None and self.workers[role].process.is_alive()
+            ]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                self._fail(f"did not finish within {timeout_s} s: {', '.join(pending)}")
+                break
+            self._pump(0.05)
+            self._report_status()
+        for role in roles:
+            worker = self.workers[role]
+            if worker.done is None:
+                self._fail(
+                    worker.error
+                    or f"{role} process died (exit code {worker.process.exitcode})"
+                )
+
+    def _report_status(self) -> None:
+        if self.on_status is None:
+            return
+        cameras = {
+            name: self.workers[role_of(name)].status for name in self.config.camera_names
+        }
+        daq = self.workers["daq"].status if "daq" in self.workers else {}
+        self.on_status(
+            StatusSnapshot(
+                state=self.state,
+                elapsed_s=time.monotonic() - (self.running_since_s or self.started_s),
+                frames={name: int(s.get("frames", 0)) for name, s in cameras.items()},
+                dropped={name: int(s.get("dropped", 0)) for name, s in cameras.items()},
+                buffered={name: int(s.get("buffered", 0)) for name, s in cameras.items()},
+                daq_samples=int(daq.get("samples", 0)),
+                pulses=int(daq.get("pulses", 0)),
+            )
+        )

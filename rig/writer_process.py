@@ -1,0 +1,290 @@
+"""The writer process: every frame, sample and pulse of a trial into one HDF5 file.
+
+Entry point :func:`run_writer`. It binds the recording endpoint (a PULL socket every camera and
+the DAQ push to), appends what arrives, flushes every ``trial.flush_interval_s`` so a crash loses
+at most that much, and on ``finish`` (or SIGTERM) drains the streams, does the frame accounting,
+adds the twin's ground truth and closes the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import zmq
+
+from acquisition.control import WorkerControl
+from acquisition.daq.interface import rising_edges, unpack_block
+from acquisition.settings import Endpoints
+from acquisition.transport import (
+    RECORD_HWM,
+    TOPIC_DAQ,
+    TOPIC_EOS,
+    TOPIC_FRAME,
+    Message,
+    SequenceChecker,
+    make_socket,
+    recv_message,
+)
+from acquisition.worker import setup_worker
+from rig.accounting import CameraAccounting, account_camera
+from rig.config import RigConfig
+from rig.trialfile.writer import CameraLayout, DaqLayout, TrialFileWriter
+from rig.twin_truth import twin_truth_datasets
+
+ROLE = "writer"
+DAQ_STREAM = "daq"
+# After "finish", how long to wait for every stream's end-of-stream before closing anyway.
+FINISH_TIMEOUT_S = 10.0
+MESSAGES_PER_POLL = 256
+
+
+@dataclass
+class _CameraState:
+    checker: SequenceChecker = field(default_factory=SequenceChecker)
+    trigger_indices: list[int] = field(default_factory=list)
+    dropped_by_pipeline: list[int] = field(default_factory=list)
+
+
+class _Recording:
+    """What the writer has taken in so far, stream by stream."""
+
+    def __init__(self, config: RigConfig, writer: TrialFileWriter) -> None:
+        self.config = config
+        self.writer = writer
+        self.cameras = {name: _CameraState() for name in config.camera_names}
+        self.daq_checker = SequenceChecker()
+        self.ended: set[str] = set()
+        self.daq_samples = 0
+        self.trigger_level = 0
+        self.pulse_samples: list[int] = []
+        self.slow_disk_s = config.sim.faults.slow_disk_ms_per_frame * 1e-3
+
+    @property
+    def expected_streams(self) -> set[str]:
+        return {*self.cameras, DAQ_STREAM}
+
+    def take(self, message: Message) -> None:
+        header = message.header
+        if message.topic == TOPIC_FRAME:
+            camera = self.cameras[header.stream]
+            camera.checker.observe(header.seq)
+            self.writer.append_frame(
+                header.stream,
+                bytes(message.payload),
+                frame_id=header.frame_id,
+                trigger_index=header.trigger_index,
+                t_host_ns=header.t_host_ns,
+                t_device_ns=header.t_device_ns,
+            )
+            camera.trigger_indices.append(header.trigger_index)
+            if self.slow_disk_s:
+                time.sleep(self.slow_disk_s)
+        elif message.topic == TOPIC_DAQ:
+            self.daq_checker.observe(header.seq)
+            first = int(header.extra["first_sample_index"])
+            if first != self.daq_samples:
+                raise RuntimeError(f"DAQ block starts at sample {first}, expected {self.daq_samples}")
+            analog, line = unpack_block(message.payload, int(header.extra["n_channels"]))
+            edges = rising_edges(line, first, self.trigger_level)
+            self.trigger_level = int(line[-1]) if line.size else self.trigger_level
+            self.writer.append_daq(analog, line, edges)
+            self.pulse_samples.extend(edges.tolist())
+            self.daq_samples += line.size
+        elif message.topic == TOPIC_EOS:
+            self.ended.add(header.stream)
+            if header.stream == DAQ_STREAM:
+                self.daq_checker.finish(header.seq)
+            elif header.stream in self.cameras:
+                camera = self.cameras[header.stream]
+                camera.checker.finish(header.seq)
+                camera.dropped_by_pipeline = list(header.extra.get("dropped_trigger_indices", []))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "frames": {name: len(state.trigger_indices) for name, state in self.cameras.items()},
+            "daq_samples": self.daq_samples,
+        }
+
+    def accounting(self, pulses_sent: int) -> list[CameraAccounting]:
+        return [
+            account_camera(
+                name,
+                np.array(state.trigger_indices, dtype=np.int64),
+                pulses_sent,
+                state.dropped_by_pipeline,
+                state.checker.lost,
+            )
+            for name, state in self.cameras.items()
+        ]
+
+
+def run_writer(
+    config: RigConfig,
+    endpoints: Endpoints,
+    trial_path: str,
+    root_attrs: dict[str, Any],
+    abort: Event,
+) -> None:
+    """Record one trial into ``trial_path``, driven by the supervisor's commands."""
+    log = setup_worker(ROLE)
+    terminated: list[str] = []
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        terminated.append("writer received SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    context = zmq.Context()
+    control = WorkerControl(context, endpoints.control, ROLE)
+    try:
+        _run(config, endpoints, Path(trial_path), root_attrs, abort, context, control, terminated)
+    except Exception as error:
+        log.exception("writer failed")
+        control.send("error", reason=f"writer: {error}")
+        raise SystemExit(1) from error
+    finally:
+        control.close()
+        context.destroy(linger=0)
+
+
+def _run(
+    config: RigConfig,
+    endpoints: Endpoints,
+    trial_path: Path,
+    root_attrs: dict[str, Any],
+    abort: Event,
+    context: zmq.Context,
+    control: WorkerControl,
+    terminated: list[str],
+) -> None:
+    pull = make_socket(context, zmq.PULL, endpoints.record, bind=True, hwm=RECORD_HWM)
+    writer = TrialFileWriter.create(
+        trial_path,
+        root_attrs=root_attrs,
+        cameras=[CameraLayout(c.name, c.height, c.width) for c in config.cameras],
+        daq=DaqLayout(
+            rate_hz=config.daq.rate_hz,
+            channel_names=tuple(c.name for c in config.daq.channels),
+            channel_units=tuple(c.units for c in config.daq.channels),
+            channel_kinds=tuple(c.kind for c in config.daq.channels),
+            trigger_line_name=config.daq.trigger_line.name,
+        ),
+    )
+    recording = _Recording(config, writer)
+    try:
+        control.ready(path=str(trial_path))
+        finish: dict[str, Any] | None = None
+        finish_deadline = 0.0
+        last_flush = time.monotonic()
+        poller = zmq.Poller()
+        poller.register(pull, zmq.POLLIN)
+        poller.register(control.socket, zmq.POLLIN)
+        while not terminated and not abort.is_set():
+            ready = dict(poller.poll(50))
+            if pull in ready:
+                for _ in range(MESSAGES_PER_POLL):
+                    try:
+                        recording.take(recv_message(pull, zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+            if control.socket in ready:
+                command = control.poll_command()
+                if command is not None and command["type"] == "finish":
+                    finish = command
+                    # Streams of workers that died will never end: do not wait for them.
+                    recording.ended.update(command.get("dead_streams", []))
+                    finish_deadline = time.monotonic() + FINISH_TIMEOUT_S
+                    control.ack(command)
+            if time.monotonic() - last_flush >= config.trial.flush_interval_s:
+                writer.flush()
+                last_flush = time.monotonic()
+            if control.heartbeat_due():
+                control.heartbeat(**recording.status())
+            if finish is not None and (
+                recording.ended >= recording.expected_streams or time.monotonic() > finish_deadline
+            ):
+                break
+        reasons = list(terminated)
+        if abort.is_set():
+            reasons.append("trial aborted")
+        if finish is not None:
+            reasons.insert(0, str(finish.get("reason", "completed")))
+        missing = sorted(recording.expected_streams - recording.ended)
+        if missing:
+            reasons.append(f"no end-of-stream from {', '.join(missing)}")
+        summary = _finalize(
+            writer,
+            recording,
+            config,
+            end_reason="; ".join(reasons) or "completed",
+            triggerbox=(finish or {}).get("triggerbox", {}),
+        )
+        control.done(**summary)
+    finally:
+        writer.close()
+
+
+def _finalize(
+    writer: TrialFileWriter,
+    recording: _Recording,
+    config: RigConfig,
+    end_reason: str,
+    triggerbox: dict[str, Any],
+) -> dict[str, Any]:
+    writer.flush()
+    pulses_sent = writer.pulses_committed()
+    accounts = recording.accounting(pulses_sent)
+    problems = [f"{a.camera}: {p}" for a in accounts for p in a.problems]
+    box_pulses = triggerbox.get("pulses_sent")
+    if box_pulses is not None and box_pulses != pulses_sent:
+        problems.append(
+            f"the trigger box sent {box_pulses} pulses but the DAQ recorded {pulses_sent}"
+        )
+    group_attrs: dict[str, dict[str, Any]] = {}
+    datasets: dict[str, np.ndarray] = {}
+    for account in accounts:
+        group = f"/cameras/{account.camera}"
+        group_attrs[group] = {
+            "frames_dropped": account.frames_dropped,
+            "pulses_sent": account.pulses_sent,
+            "dropped_by_pipeline": len(account.dropped_by_pipeline),
+            "accounting_balanced": account.balanced,
+        }
+        datasets[f"{group}/dropped_trigger_indices"] = account.dropped_trigger_indices
+    root_attrs: dict[str, Any] = {
+        "pulses_sent": pulses_sent,
+        "daq_samples": recording.daq_samples,
+        "accounting_problems": "\n".join(problems),
+        "accounting_balanced": not problems,
+    }
+    if triggerbox:
+        root_attrs["triggerbox_pulses_sent"] = int(box_pulses if box_pulses is not None else -1)
+        root_attrs["triggerbox_firmware"] = str(triggerbox.get("firmware_version", ""))
+    if config.daq.backend == "sim":
+        truth_datasets, truth_attrs = twin_truth_datasets(
+            config, np.array(recording.pulse_samples, dtype=np.int64)
+        )
+        datasets.update(truth_datasets)
+        for group, attrs in truth_attrs.items():
+            group_attrs.setdefault(group, {}).update(attrs)
+    writer.finalize(
+        closed_cleanly=True,
+        end_reason=end_reason,
+        root_attrs={**root_attrs, "closed_utc": dt.datetime.now(dt.UTC).isoformat()},
+        group_attrs=group_attrs,
+        datasets=datasets,
+    )
+    return {
+        "end_reason": end_reason,
+        "pulses_sent": pulses_sent,
+        "daq_samples": recording.daq_samples,
+        "accounting": [a.as_dict() for a in accounts],
+        "problems": problems,
+    }
