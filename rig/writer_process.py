@@ -285,6 +285,7 @@ def _finalize(
         "end_reason": end_reason,
         "pulses_sent": pulses_sent,
         "daq_samples": recording.daq_samples,
+        "daq_rate_hz": config.daq.rate_hz,
         "accounting": [a.as_dict() for a in accounts],
         "problems": problems,
     }

@@ -1,0 +1,111 @@
+"""The ``rig`` command: run trials from the rig console and look into trial files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rig.config import DEFAULT_CONFIG_PATH, ConfigError, RigConfig, load_config
+
+EXIT_OK = 0
+EXIT_TRIAL_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ACCOUNTING = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    handler: Any = args.handler
+    return int(handler(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rig", description="Acquisition and online tracking for the mouse jumping rig."
+    )
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    run = commands.add_parser("run", help="record one trial (default: the simulated rig)")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="rig TOML config")
+    run.add_argument("--subject", help="subject id (default: trial.subject of the config)")
+    run.add_argument("--duration-s", type=float, help="trial length in seconds")
+    run.add_argument("--output", type=Path, help="folder for the trial file")
+    run.set_defaults(handler=_run)
+
+    inspect = commands.add_parser("inspect", help="summarize a trial file")
+    inspect.add_argument("file", type=Path)
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    inspect.set_defaults(handler=_inspect)
+    return parser
+
+
+def _load(path: Path, overrides: dict[str, Any]) -> RigConfig | None:
+    try:
+        return load_config(path, overrides)
+    except ConfigError as error:
+        print(f"rig: config error: {error}", file=sys.stderr)
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.duration_s is not None:
+        overrides["trial.duration_s"] = args.duration_s
+    if args.subject is not None:
+        overrides["trial.subject"] = args.subject
+    if args.output is not None:
+        overrides["trial.output_dir"] = str(args.output)
+    config = _load(args.config, overrides)
+    if config is None:
+        return EXIT_USAGE
+
+    from rig.console import StatusPrinter, print_trial_summary
+    from rig.supervisor import Supervisor
+
+    printer = StatusPrinter(sys.stdout)
+    try:
+        result = Supervisor(config).run_trial(on_status=printer)
+    except OSError as error:
+        print(f"rig: cannot start the trial: {error}", file=sys.stderr)
+        return EXIT_TRIAL_FAILED
+    printer.finish()
+    balanced = print_trial_summary(result, sys.stdout)
+    if not result.completed:
+        return EXIT_TRIAL_FAILED
+    return EXIT_OK if balanced else EXIT_ACCOUNTING
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from rig.console import print_file_summary
+    from rig.trialfile.reader import TrialFileError, open_trial
+
+    try:
+        with open_trial(args.file) as trial:
+            summary = trial.summary()
+    except TrialFileError as error:
+        print(f"rig: {error}", file=sys.stderr)
+        return EXIT_TRIAL_FAILED
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, default=_json_default)
+        sys.stdout.write("\n")
+    else:
+        print_file_summary(summary, sys.stdout)
+    return EXIT_OK
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

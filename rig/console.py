@@ -1,0 +1,103 @@
+"""What the rig console prints: a live status line while a trial runs, summaries after."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TextIO
+
+from rig.supervisor import StatusSnapshot, TrialResult
+
+# Without a terminal (a log file, CI), print a status line this often instead of redrawing.
+PLAIN_STATUS_INTERVAL_S = 1.0
+
+
+class StatusPrinter:
+    """Callable for ``Supervisor.run_trial(on_status=...)``: one redrawn line on a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.is_tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last_plain_s = 0.0
+        self._drawn = False
+
+    def __call__(self, status: StatusSnapshot) -> None:
+        cameras = "  ".join(
+            f"{name} {frames}" + (f" ({status.dropped[name]} dropped)" if status.dropped[name] else "")
+            for name, frames in status.frames.items()
+        )
+        line = (
+            f"{status.state.value:8s} {status.elapsed_s:6.1f} s | frames: {cameras} | "
+            f"DAQ {status.daq_samples} samples, {status.pulses} pulses"
+        )
+        if self.is_tty:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+            self._drawn = True
+        elif time.monotonic() - self._last_plain_s >= PLAIN_STATUS_INTERVAL_S:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self._last_plain_s = time.monotonic()
+
+    def finish(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def print_trial_summary(result: TrialResult, stream: TextIO) -> bool:
+    """Print the end-of-trial summary; returns whether every camera's accounting balanced."""
+    summary = result.writer_summary
+    write = stream.write
+    write(f"\ntrial {result.trial_id}: {result.end_reason}\n")
+    write(f"  file: {result.path}\n")
+    if not summary:
+        write("  the writer did not finish: the file holds what was last flushed\n")
+        write("  (open it with `rig inspect` to see what it holds)\n")
+        return False
+    daq_rate = summary.get("daq_rate_hz")
+    write(f"  DAQ: {summary['daq_samples']} samples")
+    write(f" ({summary['daq_samples'] / daq_rate:.2f} s)" if daq_rate else "")
+    write(f", {summary['pulses_sent']} trigger pulses recorded\n")
+    write(f"  {'camera':<12} {'pulses':>8} {'written':>8} {'dropped':>8}  accounting\n")
+    for account in summary["accounting"]:
+        dropped = account["dropped_trigger_indices"]
+        shown = ", ".join(str(i) for i in dropped[:8]) + (", ..." if len(dropped) > 8 else "")
+        verdict = "ok" if account["balanced"] else "MISMATCH"
+        write(
+            f"  {account['camera']:<12} {account['pulses_sent']:>8} {account['frames_written']:>8} "
+            f"{account['frames_dropped']:>8}  {verdict}"
+            + (f"  dropped trigger indices: {shown}" if dropped else "")
+            + "\n"
+        )
+    problems = summary.get("problems", [])
+    if problems:
+        write("\n  !!! FRAME ACCOUNTING MISMATCH !!!\n")
+        for problem in problems:
+            write(f"  !!! {problem}\n")
+        return False
+    return True
+
+
+def print_file_summary(summary: dict[str, Any], stream: TextIO) -> None:
+    """Human-readable form of ``TrialFile.summary()``."""
+    write = stream.write
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            write(f"{key}:\n")
+            for inner_key, inner_value in value.items():
+                if isinstance(inner_value, dict):
+                    write(f"  {inner_key}:\n")
+                    for k, v in inner_value.items():
+                        write(f"    {k}: {_short(v)}\n")
+                else:
+                    write(f"  {inner_key}: {_short(inner_value)}\n")
+        else:
+            write(f"{key}: {_short(value)}\n")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list | tuple) and len(value) > 12:
+        return "[" + ", ".join(str(v) for v in value[:12]) + f", ... ({len(value)} in all)]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,175 @@
+"""A whole trial on the simulated rig, through the `rig` command, as a user runs it.
+
+Real processes, real ZeroMQ sockets, a real HDF5 file, opened and checked afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from rig.config import DEFAULT_CONFIG_PATH
+
+CAMERAS = ("cam_left", "cam_right", "cam_front", "cam_top")
+
+
+def rig(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rig.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def config_with(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "trial.toml"
+    path.write_text(DEFAULT_CONFIG_PATH.read_text() + "\n" + extra)
+    return path
+
+
+def only_trial_file(folder: Path) -> Path:
+    files = sorted(folder.glob("*.h5"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+@pytest.fixture(scope="module")
+def default_trial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("default")
+    result = rig("run", "--duration-s", "2", "--output", str(out), "--subject", "m01")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return only_trial_file(out), result.stdout
+
+
+def test_trial_file_is_synchronized(default_trial: tuple[Path, str]) -> None:
+    path, _ = default_trial
+    with h5py.File(path, "r") as f:
+        assert f.attrs["closed_cleanly"]
+        assert f.attrs["subject"] == "m01"
+        assert f.attrs["schema_version"] >= 1
+        assert "[trial]" in f.attrs["config"]
+        rate_hz = f["daq/analog"].attrs["rate_hz"]
+        trigger_samples = f["daq/trigger_sample_index"][:]
+        pulses = trigger_samples.size
+        # 2 s at 200 Hz, give or take the pulses around start and stop
+        assert 390 <= pulses <= 410
+        assert set(np.diff(trigger_samples).tolist()) == {50}
+        assert f["daq/analog"].shape[0] >= 2.0 * rate_hz
+        assert f["daq/analog"].shape[1] == 6
+        for camera in CAMERAS:
+            group = f[f"cameras/{camera}"]
+            frame_id = group["frame_id"][:]
+            trigger_index = group["trigger_index"][:]
+            np.testing.assert_array_equal(frame_id, np.arange(pulses))
+            np.testing.assert_array_equal(trigger_index, np.arange(pulses))
+            np.testing.assert_array_equal(
+                group["daq_sample_index"][:], trigger_samples[trigger_index]
+            )
+            assert group["frames"].shape == (pulses, 480, 640)
+            assert group.attrs["frames_dropped"] == 0
+            assert group["t_host_ns"].shape == (pulses,)
+            assert np.all(np.diff(group["t_device_ns"][:]) > 0)
+
+
+def test_frames_show_the_mouse_and_differ_between_cameras(default_trial: tuple[Path, str]) -> None:
+    path, _ = default_trial
+    with h5py.File(path, "r") as f:
+        left = f["cameras/cam_left/frames"][100]
+        right = f["cameras/cam_right/frames"][100]
+        assert left.std() > 5  # not a blank frame
+        assert np.abs(left.astype(int) - right.astype(int)).mean() > 5
+
+
+def test_console_prints_summary_and_accounting(default_trial: tuple[Path, str]) -> None:
+    path, stdout = default_trial
+    assert str(path) in stdout
+    for camera in CAMERAS:
+        assert camera in stdout
+    assert "MISMATCH" not in stdout
+
+
+def test_inspect_reads_the_file(default_trial: tuple[Path, str]) -> None:
+    path, _ = default_trial
+    text = rig("inspect", str(path))
+    assert text.returncode == 0, text.stderr
+    assert "cam_left" in text.stdout
+    as_json = rig("inspect", str(path), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    assert summary["closed_cleanly"] is True
+
+
+def test_dropped_frames_are_accounted_exactly(tmp_path: Path) -> None:
+    config = config_with(
+        tmp_path,
+        "[sim.faults.cameras.cam_left]\ndrop_trigger_indices = [0, 10, 11, 150]\n"
+        "[sim.faults.cameras.cam_top]\ndrop_probability = 0.03\n",
+    )
+    out = tmp_path / "out"
+    result = rig("run", "--config", str(config), "--duration-s", "1.5", "--output", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    with h5py.File(only_trial_file(out), "r") as f:
+        pulses = f["daq/trigger_sample_index"].shape[0]
+        for camera in CAMERAS:
+            group = f[f"cameras/{camera}"]
+            truth = f[f"sim/dropped/{camera}"][:]
+            dropped = group["dropped_trigger_indices"][:]
+            np.testing.assert_array_equal(dropped, truth)
+            assert group.attrs["frames_dropped"] == truth.size
+            assert group["frame_id"].shape[0] + truth.size == pulses
+            assert not np.isin(group["trigger_index"][:], truth).any()
+        assert f["sim/dropped/cam_left"][:].tolist() == [0, 10, 11, 150]
+        assert f["sim/dropped/cam_top"].shape[0] > 0
+        assert f["sim/dropped/cam_right"].shape[0] == 0
+    assert "dropped trigger indices: 0, 10, 11, 150" in result.stdout
+
+
+def test_clock_drift_does_not_move_alignment(tmp_path: Path) -> None:
+    config = config_with(tmp_path, "[sim.faults.cameras.cam_front]\ndrift_ppm = 50.0\n")
+    out = tmp_path / "out"
+    result = rig("run", "--config", str(config), "--duration-s", "1.5", "--output", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    with h5py.File(only_trial_file(out), "r") as f:
+        trigger_samples = f["daq/trigger_sample_index"][:]
+        rate_hz = f["daq/analog"].attrs["rate_hz"]
+        group = f["cameras/cam_front"]
+        trigger_index = group["trigger_index"][:]
+        np.testing.assert_array_equal(trigger_index, np.arange(trigger_samples.size))
+        np.testing.assert_array_equal(group["daq_sample_index"][:], trigger_samples[trigger_index])
+        # The camera's clock runs 50 ppm fast against the DAQ's.
+        device_s = (group["t_device_ns"][:] - group["t_device_ns"][0]) * 1e-9
+        daq_s = (trigger_samples[trigger_index] - trigger_samples[0]) / rate_hz
+        slope = np.polyfit(daq_s, device_s, 1)[0]
+        assert slope == pytest.approx(1 + 50e-6, abs=2e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("[trial]\nsubjekt = 'x'\n", "trial.subjekt"),
+        ("[[cameras]]\nname = 'cam5'\nwidth = 'wide'\n", "cameras[4].width"),
+        ("[[daq.channels]]\nname = 'emg5'\nkind = 'emg'\nrange_v = -10.0\n", "range_v"),
+    ],
+)
+def test_bad_config_fails_before_any_file(tmp_path: Path, extra: str, key: str) -> None:
+    out = tmp_path / "out"
+    result = rig("run", "--config", str(config_with(tmp_path, extra)), "--output", str(out))
+    assert result.returncode == 2
+    assert key in result.stderr
+    assert "trial.toml" in result.stderr
+    assert not out.exists()
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    result = rig("run", "--config", str(tmp_path / "absent.toml"), "--output", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert "absent.toml" in result.stderr and "file not found" in result.stderr
+    assert not (tmp_path / "o").exists()
