@@ -62,8 +62,10 @@ class WorkerControl:
             return None
         return decode(self.socket.recv())
 
-    def wait_command(self, expected: str, timeout_s: float, status: dict[str, Any]) -> dict[str, Any]:
-        """Block until command ``expected`` arrives, heartbeating meanwhile; ``abort`` ends the wait."""
+    def wait_command(
+        self, expected: str, timeout_s: float, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Wait for command ``expected`` (or ``abort``), heartbeating meanwhile."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.heartbeat_due():
@@ -73,7 +75,9 @@ class WorkerControl:
                 continue
             if command["type"] in (expected, "abort"):
                 return command
-            logging.getLogger(self.role).warning("ignoring %s while waiting for %s", command, expected)
+            logging.getLogger(self.role).warning(
+                "ignoring %s while waiting for %s", command, expected
+            )
         raise TimeoutError(f"{self.role}: no {expected!r} command within {timeout_s} s")
 
     def ack(self, command: dict[str, Any], **fields: Any) -> None:

@@ -59,7 +59,9 @@ def run_daq(
     context = zmq.Context()
     control = WorkerControl(context, endpoints.control, ROLE)
     try:
-        _run(config, trigger, triggerbox, sim, endpoints, twin_camera_names, abort, context, control)
+        _run(
+            config, trigger, triggerbox, sim, endpoints, twin_camera_names, abort, context, control
+        )
     except Exception as error:
         log.exception("DAQ failed")
         code = error.code if isinstance(error, DeviceError) else None
@@ -195,6 +197,5 @@ def _wait_for_subscribers(xpub: zmq.Socket, expected: int, control: WorkerContro
             )
         if control.heartbeat_due():
             control.heartbeat(samples=0, pulses=0)
-        if xpub.poll(50, zmq.POLLIN):
-            if xpub.recv()[:1] == b"\x01":
-                subscribers += 1
+        if xpub.poll(50, zmq.POLLIN) and xpub.recv()[:1] == b"\x01":
+            subscribers += 1

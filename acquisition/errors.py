@@ -1,4 +1,4 @@
-"""Errors every device backend raises, so the rig can tell a missing driver from a failing device."""
+"""Errors every device backend raises: a missing driver is not a failing device."""
 
 
 class HardwareUnavailable(RuntimeError):

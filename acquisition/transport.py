@@ -2,7 +2,8 @@
 
 Every data message is multipart ``[topic, header, payload]``:
 
-- ``topic``: a short bytes tag (``b"frame"``, ``b"daq"``, ``b"eos"``, ...). SUB sockets filter on it.
+- ``topic``: a short bytes tag (``b"frame"``, ``b"daq"``, ``b"eos"``, ...); SUB sockets filter
+  on it.
 - ``header``: a small JSON object (:class:`Header`): stream name, sequence number, frame id,
   trigger index, host time in integer ns, device time, shape, dtype, encoding and a few
   stream-specific extras. Never arrays: arrays travel as the payload.
@@ -72,7 +73,8 @@ class Message:
         """The payload as an array of the header's shape and dtype (no copy; read-only)."""
         if self.header.encoding != ENCODING_RAW:
             raise ValueError(
-                f"stream {self.header.stream!r}: payload is {self.header.encoding!r}, not a raw array"
+                f"stream {self.header.stream!r}: payload is {self.header.encoding!r}, "
+                "not a raw array"
             )
         return np.frombuffer(self.payload, dtype=np.dtype(self.header.dtype)).reshape(
             self.header.shape

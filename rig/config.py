@@ -93,7 +93,9 @@ class RigConfig:
 # --- loading -------------------------------------------------------------------------------------
 
 
-def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> RigConfig:
+def load_config(
+    path: Path | str | None = None, overrides: dict[str, Any] | None = None
+) -> RigConfig:
     """Read and validate a rig config; ``overrides`` maps dotted keys to values (from the CLI)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     try:
@@ -206,7 +208,9 @@ def _check_rig(config: RigConfig, path: Path) -> None:
     for i, camera in enumerate(config.cameras):
         if not camera.name.isidentifier():
             raise ConfigError(
-                path, f"cameras[{i}].name", f"must be a simple name (letters, digits, _), got {camera.name!r}"
+                path,
+                f"cameras[{i}].name",
+                f"must be a simple name (letters, digits, _), got {camera.name!r}",
             )
         if camera.name in seen:
             raise ConfigError(path, f"cameras[{i}].name", f"duplicate camera name {camera.name!r}")
@@ -233,13 +237,13 @@ def _check_rig(config: RigConfig, path: Path) -> None:
             if index < 0:
                 key = f"sim.faults.cameras.{name}.drop_trigger_indices[{i}]"
                 raise ConfigError(path, key, f"trigger indices start at 0, got {index}")
-    if config.trigger.source == "triggerbox" and config.triggerbox.backend == "sim":
-        if config.daq.backend != "sim":
-            raise ConfigError(
-                path,
-                "triggerbox.backend",
-                "the simulated trigger box lives in the simulated DAQ: needs daq.backend = 'sim'",
-            )
+    simulated_box = config.trigger.source == "triggerbox" and config.triggerbox.backend == "sim"
+    if simulated_box and config.daq.backend != "sim":
+        raise ConfigError(
+            path,
+            "triggerbox.backend",
+            "the simulated trigger box lives in the simulated DAQ: needs daq.backend = 'sim'",
+        )
     if config.triggerbox.backend == "serial" and not config.triggerbox.port:
         raise ConfigError(path, "triggerbox.port", "required when triggerbox.backend = 'serial'")
 
@@ -249,8 +253,14 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a table"}
+    kinds = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }
     return f"{kinds.get(type(value), type(value).__name__)} ({value!r})"
 
 

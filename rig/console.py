@@ -22,7 +22,8 @@ class StatusPrinter:
 
     def __call__(self, status: StatusSnapshot) -> None:
         cameras = "  ".join(
-            f"{name} {frames}" + (f" ({status.dropped[name]} dropped)" if status.dropped[name] else "")
+            f"{name} {frames}"
+            + (f" ({status.dropped[name]} dropped)" if status.dropped[name] else "")
             for name, frames in status.frames.items()
         )
         line = (

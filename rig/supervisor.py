@@ -473,16 +473,13 @@ class _TrialRun:
             worker = self.workers[role]
             if worker.done is None:
                 self._fail(
-                    worker.error
-                    or f"{role} process died (exit code {worker.process.exitcode})"
+                    worker.error or f"{role} process died (exit code {worker.process.exitcode})"
                 )
 
     def _report_status(self) -> None:
         if self.on_status is None:
             return
-        cameras = {
-            name: self.workers[role_of(name)].status for name in self.config.camera_names
-        }
+        cameras = {name: self.workers[role_of(name)].status for name in self.config.camera_names}
         daq = self.workers["daq"].status if "daq" in self.workers else {}
         self.on_status(
             StatusSnapshot(

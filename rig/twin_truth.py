@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from acquisition.sim.camera_model import twin_cameras
-from acquisition.sim.faults import dropped_trigger_indices
 from acquisition.sim.signals import AnalogTwin
+
+from acquisition.sim.faults import dropped_trigger_indices
 from acquisition.sim.skeleton import BODY_PARTS, JumpModel
 from rig.config import RigConfig
 
@@ -31,8 +31,8 @@ def twin_truth_datasets(
     rate_hz = config.daq.rate_hz
     first_pulse_sample = int(trigger_sample_index[0]) if pulses_sent else 0
     t_s = (trigger_sample_index - first_pulse_sample) / rate_hz
-    datasets["/sim/truth/points"] = jump.points_mm(t_s).astype(np.float32).reshape(
-        pulses_sent, len(BODY_PARTS), 3
+    datasets["/sim/truth/points"] = (
+        jump.points_mm(t_s).astype(np.float32).reshape(pulses_sent, len(BODY_PARTS), 3)
     )
     datasets["/sim/truth/trigger_index"] = np.arange(pulses_sent, dtype=np.int64)
     for camera in config.camera_names:

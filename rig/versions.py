@@ -6,11 +6,19 @@ import importlib.metadata
 import platform
 
 # Distributions whose versions every trial file records.
-_DISTRIBUTIONS = ("jumprig", "numpy", "h5py", "hdf5plugin", "pyzmq", "blosc", "opencv-python-headless")
+_DISTRIBUTIONS = (
+    "jumprig",
+    "numpy",
+    "h5py",
+    "hdf5plugin",
+    "pyzmq",
+    "blosc",
+    "opencv-python-headless",
+)
 
 
 def software_versions() -> dict[str, str]:
-    """``{"version_<name>": version}`` for the rig's own package and the libraries it writes with."""
+    """``{"version_<name>": version}`` of the rig and of the libraries it writes with."""
     import h5py
     import zmq
 

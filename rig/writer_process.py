@@ -91,7 +91,9 @@ class _Recording:
             self.daq_checker.observe(header.seq)
             first = int(header.extra["first_sample_index"])
             if first != self.daq_samples:
-                raise RuntimeError(f"DAQ block starts at sample {first}, expected {self.daq_samples}")
+                raise RuntimeError(
+                    f"DAQ block starts at sample {first}, expected {self.daq_samples}"
+                )
             analog, line = unpack_block(message.payload, int(header.extra["n_channels"]))
             edges = rising_edges(line, first, self.trigger_level)
             self.trigger_level = int(line[-1]) if line.size else self.trigger_level

@@ -66,7 +66,9 @@ class Daq(abc.ABC):
         self.close()
 
 
-def rising_edges(trigger_line: np.ndarray, first_sample_index: int, previous_level: int) -> np.ndarray:
+def rising_edges(
+    trigger_line: np.ndarray, first_sample_index: int, previous_level: int
+) -> np.ndarray:
     """Sample indices (int64) where ``trigger_line`` goes from 0 to 1.
 
     ``previous_level`` is the last sample of the block before, so an edge on a block boundary is

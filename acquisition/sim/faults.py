@@ -9,7 +9,9 @@ import numpy as np
 from acquisition.settings import CameraFaultConfig
 
 
-def camera_drops_pulse(faults: CameraFaultConfig, seed: int, camera: str, trigger_index: int) -> bool:
+def camera_drops_pulse(
+    faults: CameraFaultConfig, seed: int, camera: str, trigger_index: int
+) -> bool:
     """Whether the twin's camera ``camera`` loses the frame of pulse ``trigger_index``.
 
     A pure function of its arguments, so the camera process decides live and the writer

@@ -46,15 +46,31 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 BAD_CONFIGS = [
     ("[trial]\nsubjekt = 'x'\n", "trial.subjekt", "unknown key"),
-    ("[sim.faults.cameras.cam_left]\ndrift_ppm = 'fast'\n", "sim.faults.cameras.cam_left.drift_ppm", "expected a number"),
-    ("[sim.faults.cameras.cam_nowhere]\ndrift_ppm = 5.0\n", "sim.faults.cameras.cam_nowhere", "no camera named"),
-    ("[sim.faults.cameras.cam_left]\ndrop_trigger_indices = [3, -1]\n", "drop_trigger_indices[1]", "start at 0"),
+    (
+        "[sim.faults.cameras.cam_left]\ndrift_ppm = 'fast'\n",
+        "sim.faults.cameras.cam_left.drift_ppm",
+        "expected a number",
+    ),
+    (
+        "[sim.faults.cameras.cam_nowhere]\ndrift_ppm = 5.0\n",
+        "sim.faults.cameras.cam_nowhere",
+        "no camera named",
+    ),
+    (
+        "[sim.faults.cameras.cam_left]\ndrop_trigger_indices = [3, -1]\n",
+        "drop_trigger_indices[1]",
+        "start at 0",
+    ),
     ("[[cameras]]\nname = 'cam_left'\n", "cameras[4].name", "duplicate"),
     ("[[cameras]]\nname = 'cam x'\n", "cameras[4].name", "simple name"),
     ("[[cameras]]\nwidth = 640\n", "cameras[4].name", "required key is missing"),
     ("[[cameras]]\nname = 'cam5'\nwidth = 'wide'\n", "cameras[4].width", "expected an integer"),
     ("[[cameras]]\nname = 'cam5'\nbackend = 'webcam'\n", "cameras[4].backend", "must be one of"),
-    ("[[daq.channels]]\nname = 'emg5'\nkind = 'emg'\nrange_v = -1.0\n", "daq.channels[6].range_v", "greater than 0"),
+    (
+        "[[daq.channels]]\nname = 'emg5'\nkind = 'emg'\nrange_v = -1.0\n",
+        "daq.channels[6].range_v",
+        "greater than 0",
+    ),
     ("[sim]\nbrightness = 0.0\n", "sim.brightness", "at least"),
     ("[sim.jump]\ngap_mm = -3.0\n", "sim.jump.gap_mm", "greater than 0"),
 ]
@@ -96,14 +112,14 @@ def test_bad_override_values_name_the_key(key: str, value: object, problem: str)
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.toml"
-    with pytest.raises(ConfigError, match="nowhere.toml.*file not found"):
+    with pytest.raises(ConfigError, match=r"nowhere\.toml.*file not found"):
         load_config(path)
 
 
 def test_invalid_toml_is_named(tmp_path: Path) -> None:
     path = tmp_path / "broken.toml"
     path.write_text("[trial\nsubject = 1\n")
-    with pytest.raises(ConfigError, match="broken.toml.*not valid TOML"):
+    with pytest.raises(ConfigError, match=r"broken\.toml.*not valid TOML"):
         load_config(path)
 
 
