@@ -3,7 +3,8 @@
 Pulse k of a run is frame k of every camera: the box counts rising edges from START, pulse 0
 included, and the rig takes that count as the number of trigger indices the cameras were sent.
 
-The public methods check the lifecycle and the arguments, then call the backend's ``_do_*`` hook.
+The public methods check the lifecycle and the arguments, then call the backend's ``_do_*`` hook;
+``_do_close`` must be safe to call twice (it also runs after a failed ``_do_open``).
 Lifecycle: ``open``, then any number of runs of ``set_rate``, ``arm``, ``start``, ``stop``;
 ``close`` may be called twice; after it, make a new object.
 """
@@ -48,7 +49,12 @@ class TriggerBox(abc.ABC):
             raise RuntimeError("trigger box already closed; make a new one")
         if self._is_open:
             raise RuntimeError("trigger box already open")
-        self._do_open()
+        try:
+            self._do_open()
+        except BaseException:
+            # Release whatever the failed open took (a port, a lock) now, not at collection.
+            self._do_close()
+            raise
         self._is_open = True
 
     def set_rate(self, rate_hz: float) -> float:

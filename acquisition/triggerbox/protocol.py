@@ -161,16 +161,18 @@ class Line:
 
 
 class LineAssembler:
-    """Cuts a byte stream into lines, wherever the reads happened to split it.
+    """Cuts a byte stream into lines, wherever the reads happened to split it; skips empty lines.
 
-    A line longer than ``max_line_bytes`` is dropped up to its newline and reported once as
-    overflowed; empty lines are skipped.
+    A line longer than ``max_line_bytes`` is, as the firmware does, dropped up to its newline and
+    reported once as overflowed; with ``keep_tail`` (the client) only its last ``max_line_bytes``
+    are kept instead, so a reply that follows a long run of noise on the same line survives.
     """
 
-    def __init__(self, max_line_bytes: int) -> None:
+    def __init__(self, max_line_bytes: int, keep_tail: bool = False) -> None:
         if max_line_bytes < 1:
             raise ValueError(f"max_line_bytes must be at least 1, got {max_line_bytes}")
         self._max_line_bytes = max_line_bytes
+        self._keep_tail = keep_tail
         self._pending = bytearray()
         self._overflowed = False
 
@@ -181,22 +183,22 @@ class LineAssembler:
                 if self._overflowed:
                     lines.append(Line(b"", overflowed=True))
                 elif self._pending:
-                    lines.append(Line(bytes(self._pending)))
+                    lines.append(Line(bytes(self._pending[-self._max_line_bytes :])))
                 self._pending.clear()
                 self._overflowed = False
             elif self._overflowed:
                 continue
+            elif self._keep_tail:
+                self._pending.append(byte)
+                # Trim in batches: memory stays bounded without a copy per byte.
+                if len(self._pending) >= 2 * self._max_line_bytes:
+                    del self._pending[: -self._max_line_bytes]
             elif len(self._pending) < self._max_line_bytes:
                 self._pending.append(byte)
             else:
                 self._pending.clear()
                 self._overflowed = True
         return lines
-
-    def reset(self) -> None:
-        """Forget a partial line (the client does this before each command)."""
-        self._pending.clear()
-        self._overflowed = False
 
 
 # --- rates ------------------------------------------------------------------------------------

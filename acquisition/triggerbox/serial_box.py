@@ -196,13 +196,13 @@ class SerialTriggerBox(TriggerBox):
         request = b"\n" + encode_request(command, rate_hz)
         with self._lock:
             deadline_s = time.monotonic() + wait_s
-            lines = LineAssembler(MAX_REPLY_BYTES)
+            lines = LineAssembler(MAX_REPLY_BYTES, keep_tail=True)
             try:
                 port.reset_input_buffer()
                 port.write(request)
                 while True:
                     for line in lines.feed(port.read(max(1, port.in_waiting))):
-                        reply = _reply_to(command, line.text) if not line.overflowed else None
+                        reply = _reply_to(command, line.text)
                         if isinstance(reply, ErrorReply):
                             raise CommandRejected(command, reply.code, reply.message)
                         if reply is not None:
