@@ -136,10 +136,6 @@ class TriggerBoxEmulator:
             raise RuntimeError("emulator not started")
         return self._port_path
 
-    @property
-    def model(self) -> FirmwareModel:
-        return self._model
-
     def start(self) -> None:
         with self._lifecycle_lock:
             if self._closed:

@@ -25,6 +25,7 @@ from acquisition.triggerbox.protocol import (
     DEFAULT_BAUDRATE,
     MAX_RATE_HZ,
     MAX_REPLY_BYTES,
+    MICROHERTZ_PER_HZ,
     MIN_RATE_HZ,
     PROTOCOL_MAJOR,
     Command,
@@ -113,7 +114,7 @@ class SerialTriggerBox(TriggerBox):
                 f"cannot open the trigger box's serial port {self.port!r}: {error}. Is the box "
                 "plugged in, is the port right, and may this user open it (group dialout)?"
             ) from error
-        self._assert_dtr()
+        self._set_dtr()
         self._version = self._wait_for_firmware()
         self._do_stop()
 
@@ -125,7 +126,7 @@ class SerialTriggerBox(TriggerBox):
             except OSError:
                 logger.warning("closing trigger box port %s failed", self.port, exc_info=True)
 
-    def _assert_dtr(self) -> None:
+    def _set_dtr(self) -> None:
         # Boards with native USB (ATmega32U4) only send while DTR is set. A pseudo-terminal
         # refuses the modem-control ioctl with ENOTTY (errno 25); it has no DTR to set.
         try:
@@ -159,7 +160,7 @@ class SerialTriggerBox(TriggerBox):
 
     def _do_set_rate(self, rate_hz: float) -> float:
         reply = self._transact(Command.RATE, rate_hz=rate_hz)
-        self._rate_hz = parse_rate_uhz(reply.value) / 1e6
+        self._rate_hz = parse_rate_uhz(reply.value) / MICROHERTZ_PER_HZ
         return self._rate_hz
 
     def _do_arm(self) -> None:
