@@ -118,6 +118,8 @@ class FakeDriver:
         # Samples the AI has taken when a late follower starts.
         self.late_follower_offset_samples = 17
         self.last_created_channel = ""
+        # Every array the caller handed to a read, per task (kept alive, so identity means reuse).
+        self.read_arrays: dict[str, list[np.ndarray]] = {}
         # Driver functions that fail when called: name -> DAQmx error code.
         self.failing_calls: dict[str, int] = {}
 
@@ -349,6 +351,7 @@ class _FakeInterpreterBase(BaseInterpreter):
         self._record(
             "read_analog_f64", task, num_samps_per_chan, timeout, fill_mode, read_array.shape
         )
+        self.driver.read_arrays.setdefault(task, []).append(read_array)
         code = self.driver.next_read_error_code
         if code is not None:
             self.driver.next_read_error_code = None
@@ -376,6 +379,7 @@ class _FakeInterpreterBase(BaseInterpreter):
         self._record(
             "read_digital_u8", task, num_samps_per_chan, timeout, fill_mode, read_array.shape
         )
+        self.driver.read_arrays.setdefault(task, []).append(read_array)
         samples = self._samples_to_read(task, "di", num_samps_per_chan, fill_mode)
         # A line reads back at its bit position in the port, as DAQmx does (line3 -> 8).
         match = re.search(r"line(\d+)$", self._task(task).lines[0])
@@ -396,6 +400,7 @@ class _FakeInterpreterBase(BaseInterpreter):
         self._record(
             "read_counter_u32_ex", task, num_samps_per_chan, timeout, fill_mode, read_array.shape
         )
+        self.driver.read_arrays.setdefault(task, []).append(read_array)
         samples = self._samples_to_read(task, "ci", num_samps_per_chan, fill_mode)
         pulses = self.driver.pulses()
         read_array[:] = pulses.counts(samples) if pulses else 0

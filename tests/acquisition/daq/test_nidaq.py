@@ -273,7 +273,12 @@ def test_a_block_waits_for_the_buffer_then_reads_into_the_preallocated_arrays(
     ) in driver.calls[first:]
     # nidaqmx checks the caller's array against the task's channel count.
     assert ("get_read_attribute_uint32", (ANALOG_TASK_NAME, ATTR_NUM_CHANS)) in driver.calls[first:]
+    read_blocks(daq, 3)
     daq.close()
+    # Every read fills the same preallocated arrays.
+    for task_name in (ANALOG_TASK_NAME, TRIGGER_LINE_TASK_NAME):
+        arrays = driver.read_arrays[task_name]
+        assert len(arrays) == 5 and all(array is arrays[0] for array in arrays)
 
 
 # --- samples and the trigger line ----------------------------------------------------------------
@@ -401,12 +406,12 @@ def test_a_buffer_overrun_ends_the_trial_with_nis_error_code(driver: FakeDriver)
 
 
 def test_any_driver_error_becomes_a_device_error_with_its_code(driver: FakeDriver) -> None:
-    driver.failing_calls["start_task"] = -200452
+    driver.failing_calls["start_task"] = -50103  # the device is in use elsewhere
     daq = NiDaq(daq_config(), TriggerConfig(), NiDaqSettings())
     daq.open()
     with pytest.raises(DeviceError) as caught:
         daq.start()
-    assert caught.value.code == -200452
+    assert caught.value.code == -50103
     daq.close()
     assert driver.tasks == {}
 

@@ -1,9 +1,9 @@
 """The NI-DAQmx backend on a real or NI-simulated device: opt-in with ``pytest -m hardware``.
 
 Needs NI's driver and a device named ``$JUMPRIG_NIDAQ_DEVICE`` (default ``Dev1``, e.g. the
-simulated PCIe-6363 of ``config/ni-max-simulated-devices.ini``); skipped otherwise. A simulated
-device checks the API calls and the routing only (its counters read 0, its lines do not toggle),
-so the pulse spacing is checked on real devices:
+simulated PCIe-6363 imported from ``config/ni-max-simulated-devices.ini``); skipped otherwise.
+A simulated device checks the API calls and the routing only (its counters read 0, its lines do
+not toggle), so the pulse spacing is checked on real devices:
 
 - counter edges: counts ctr0's internal output, so no wire is needed;
 - digital input: needs ctr0's output PFI12 wired to P0.0; set ``JUMPRIG_NIDAQ_LOOPBACK_WIRED=1``.
