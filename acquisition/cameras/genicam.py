@@ -852,12 +852,17 @@ class GenICamCamera(Camera):
             start = self._settings.chunk_frame_id_at_start
             self._chunk_frame_id_origin = chunk_frame_id if start < 0 else start
         frame_id = chunk_frame_id - self._chunk_frame_id_origin
+        if frame_id < 0:
+            raise DeviceError(
+                f"camera {self.name}: FrameID chunk {chunk_frame_id} is below "
+                f"cameras.genicam.chunk_frame_id_at_start = {self._chunk_frame_id_origin}"
+            )
         if frame_id <= self._last_frame_id:
             # A counter that wrapped or restarted would silently renumber every later frame.
             raise DeviceError(
-                f"camera {self.name}: FrameID chunk went from {self._last_frame_id} to "
-                f"{frame_id} (raw {chunk_frame_id}); the camera's frame counter restarted or "
-                f"wrapped"
+                f"camera {self.name}: FrameID chunk went from frame {self._last_frame_id} to "
+                f"frame {frame_id} (raw {chunk_frame_id}): the camera's frame counter did not "
+                f"advance, restarted or wrapped"
             )
         return frame_id
 

@@ -465,3 +465,59 @@ def test_constructor_checks_its_arguments(tlsimu_settings: Settings) -> None:
         GenICamCamera("cam", 320, 240, "Mono16", tlsimu_settings(trigger="free_run"))
     with pytest.raises(ValueError, match="positive"):
         GenICamCamera("cam", 0, 240, "Mono8", tlsimu_settings(trigger="free_run"))
+
+
+# --- chunk data (viky's chunks, mapped onto the FrameID chunk) ---------------------------------
+
+
+def viky_bounce_counter_as_frame_id(viky_cti: Path, **overrides: Any) -> GenICamSettings:
+    """viky has no FrameID chunk but a NrBounces chunk (bounces of its ball, 0 for the first
+    second or so): mapped onto FrameID, it runs the chunk path of harvesters and of the backend
+    with a counter that does not advance."""
+    fields: dict[str, Any] = {
+        "cti_files": (str(viky_cti),),
+        "serial_number": "0",
+        "trigger": "free_run",
+        "node_names": {"FrameID": "NrBounces", "ChunkFrameID": "ChunkNrBounces"},
+        "node_values": {"AcquisitionFrameRate": "200"},
+    }
+    fields.update(overrides)
+    return GenICamSettings(**fields)
+
+
+def test_frame_id_read_from_chunks_and_a_stuck_counter_is_an_error(
+    make_camera: Any, viky_cti: Path
+) -> None:
+    camera = make_camera(viky_bounce_counter_as_frame_id(viky_cti))
+    camera.open()
+    info = camera.info()
+    assert info["frame_id_source"] == "chunk"
+    assert info["chunk_data"] == "on (ChunkFrameID)"
+    assert info["nodes"]["ChunkModeActive"] is True
+    assert info["nodes"]["ChunkEnable[NrBounces]"] is True
+    camera.arm()
+    first = camera.read(1.0)
+    assert first is not None
+    assert first.frame_id == 0
+    # The second frame carries the same counter value: numbering it would be a guess.
+    with pytest.raises(DeviceError, match="did not advance"):
+        camera.read(1.0)
+
+
+def test_a_chunk_counter_below_its_configured_start_is_an_error(
+    make_camera: Any, viky_cti: Path
+) -> None:
+    camera = make_camera(viky_bounce_counter_as_frame_id(viky_cti, chunk_frame_id_at_start=1))
+    camera.open()
+    camera.arm()
+    with pytest.raises(DeviceError, match=r"below cameras\.genicam\.chunk_frame_id_at_start = 1"):
+        camera.read(1.0)
+
+
+def test_chunk_data_off_leaves_counting(make_camera: Any, viky_cti: Path) -> None:
+    camera = make_camera(viky_bounce_counter_as_frame_id(viky_cti, chunk_data=False))
+    camera.open()
+    info = camera.info()
+    assert info["frame_id_source"] == "counted"
+    # viky starts with chunk mode on: the backend turned it off.
+    assert info["nodes"]["ChunkModeActive"] is False
