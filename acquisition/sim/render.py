@@ -29,29 +29,30 @@ PLATFORM_HEIGHT_MM = 120.0  # platform tops at z = 0 stand on a floor at z = -PL
 _ROOM_HALF_SIZE_MM = 900.0
 _ROOM_HEIGHT_MM = 900.0
 
-# Surface labels of the ray-cast scene.
-_SKY, _FLOOR, _WALL, _PLATFORM_TOP, _PLATFORM_SIDE = range(5)
+# Surfaces of the ray-cast scene; ray_cast_scene labels pixels with indices into SURFACES.
+SURFACES = ("sky", "floor", "wall", "platform_top", "platform_side")
+_SKY, _FLOOR, _WALL, _PLATFORM_TOP, _PLATFORM_SIDE = range(len(SURFACES))
 # Base gray levels at brightness 1.
 _SURFACE_GRAY = {
     _SKY: 120.0,
-    _FLOOR: 70.0,
+    _FLOOR: 110.0,
     _WALL: 135.0,
     _PLATFORM_TOP: 175.0,
     _PLATFORM_SIDE: 105.0,
 }
 _SURFACE_TEXTURE_DN = {
     _SKY: 4.0,
-    _FLOOR: 14.0,
+    _FLOOR: 10.0,
     _WALL: 10.0,
     _PLATFORM_TOP: 12.0,
     _PLATFORM_SIDE: 9.0,
 }
 # Lens vignetting: relative fall-off of light at the image corners.
-_VIGNETTING = 0.25
+_VIGNETTING = 0.15
 
 # --- the mouse ------------------------------------------------------------------------------------
-_BODY_GRAY = 52.0
-_LIMB_GRAY = 42.0
+_BODY_GRAY = 45.0
+_LIMB_GRAY = 38.0
 _TAIL_GRAY = 75.0
 # Radius (mm) and gray level of each part's painted marker; sizes and levels differ so a pose
 # network can tell parts apart.
@@ -360,13 +361,22 @@ def _texture(seed: int) -> np.ndarray:
     return (texture / texture.std()).astype(np.float32)
 
 
-def _render_background(
-    camera: PinholeCamera, gap_mm: float, brightness: float, seed: int
-) -> np.ndarray:
-    """The static scene (height, width) uint8: platforms, floor and walls, ray-cast through the
-    camera's lens model."""
+def ray_cast_scene(camera: PinholeCamera, gap_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """What every pixel centre sees of the static scene, through the camera's lens model.
+
+    Returns the surface (height, width) int, indices into SURFACES, and the world point hit
+    (height, width, 3) in mm (the camera centre where the ray leaves the room upward).
+    """
     origin, directions = _pixel_rays(camera)
-    rays = directions.reshape(-1, 3)
+    surface, hits = _cast(origin, directions.reshape(-1, 3), gap_mm)
+    return (
+        surface.reshape(camera.height, camera.width),
+        hits.reshape(camera.height, camera.width, 3),
+    )
+
+
+def _cast(origin: np.ndarray, rays: np.ndarray, gap_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Surface (N,) and hit point (N, 3) of rays (N, 3) from origin (3,)."""
     n_rays = rays.shape[0]
     distance = np.full(n_rays, np.inf)
     surface = np.full(n_rays, _SKY)
@@ -394,6 +404,18 @@ def _render_background(
             distance[closer] = plane_distance[closer]
             surface[closer] = label
     hits = origin + rays * np.where(np.isfinite(distance), distance, 0.0)[:, None]
+    return surface, hits
+
+
+def _render_background(
+    camera: PinholeCamera, gap_mm: float, brightness: float, seed: int
+) -> np.ndarray:
+    """The static scene (height, width) uint8: platforms, floor and walls, ray-cast through the
+    camera's lens model, textured, lit and vignetted."""
+    origin, directions = _pixel_rays(camera)
+    rays = directions.reshape(-1, 3)
+    n_rays = rays.shape[0]
+    surface, hits = _cast(origin, rays, gap_mm)
 
     texture = _texture(seed)
     gray = np.zeros(n_rays, dtype=np.float32)

@@ -28,7 +28,7 @@ EMG_LEAD_RANGE_S = (0.025, 0.070)
 # ...with this amplitude (RMS of the burst at take-off, volts after amplification).
 EMG_AMPLITUDE_RANGE_V = (0.2, 0.5)
 _EMG_BAND_HZ = (50.0, 1000.0)
-_EMG_RISE_S = 0.004
+_EMG_RISE_S = 0.002
 _EMG_DECAY_AFTER_TAKEOFF_S = 0.015
 # Activity grows through the burst from this share of the amplitude to all of it at take-off.
 _EMG_START_SHARE = 0.75

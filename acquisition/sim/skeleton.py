@@ -89,12 +89,18 @@ TIBIA_MM = 18.0
 METATARSUS_MM = 12.0
 TOES_MM = 8.0
 _LIMB_Y_MM = 9.0
+# The knee's inverse kinematics eases the hip-ankle distance over this range near its limits.
+_KNEE_EASE_MM = 4.0
 
 # --- the jump's shape ----------------------------------------------------------------------------
 _CROUCH_DROP_MM = 8.0
 _CROUCH_BACK_MM = 4.0
 # The crouch lowers the body over this share of the crouch phase, then holds still, loaded.
 _CROUCH_MOVING_SHARE = 0.6
+# ...but never with a vertical acceleration above this share of g.
+_CROUCH_MAX_G = 0.5
+# Peak second derivative of the quintic smoothstep on [0, 1]: 10 / sqrt(3).
+_SMOOTHSTEP_PEAK_ACCEL = 10.0 / math.sqrt(3.0)
 # Trunk pitch (nose up positive), degrees, at the phase boundaries.
 _PITCH_CROUCH_DEG = 5.0
 _PITCH_TAKEOFF_DEG = 5.0
@@ -407,7 +413,19 @@ class JumpModel:
         p = self.params
         g = GRAVITY_MM_PER_S2
         self.crouch_onset_s = p.crouch_onset_s
-        self.crouch_moving_s = p.crouch_duration_s * _CROUCH_MOVING_SHARE
+        # Lowering faster than a share of g would need the platform to pull the mouse down: a
+        # quick crouch moves for longer, and a crouch too short for that is shallower.
+        slowest_s = math.sqrt(_SMOOTHSTEP_PEAK_ACCEL * _CROUCH_DROP_MM / (_CROUCH_MAX_G * g))
+        self.crouch_moving_s = min(
+            p.crouch_duration_s, max(p.crouch_duration_s * _CROUCH_MOVING_SHARE, slowest_s)
+        )
+        crouch_depth = min(
+            1.0,
+            _CROUCH_MAX_G
+            * g
+            * self.crouch_moving_s**2
+            / (_SMOOTHSTEP_PEAK_ACCEL * _CROUCH_DROP_MM),
+        )
         self.push_off_onset_s = p.crouch_onset_s + p.crouch_duration_s
         self.takeoff_s = self.push_off_onset_s + p.push_off_duration_s
         self.vertical_speed_mm_per_s = math.sqrt(2.0 * g * p.height_mm)
@@ -416,7 +434,7 @@ class JumpModel:
 
         standing_x = -_FOREPAW_BEHIND_EDGE_MM - _STANDING_FOREPAW_MM[0]
         self.standing_com_mm = np.array([standing_x, 0.0, _STANDING_COM_HEIGHT_MM])
-        self.crouched_com_mm = self.standing_com_mm + np.array(
+        self.crouched_com_mm = self.standing_com_mm + crouch_depth * np.array(
             [-_CROUCH_BACK_MM, 0.0, -_CROUCH_DROP_MM]
         )
         # The final standing pose is the first one shifted so that the toe is just past the edge.
@@ -839,19 +857,35 @@ def _times(t_s: np.ndarray) -> np.ndarray:
     return t_s
 
 
+def _soft_clamp(value: np.ndarray, low: float, high: float, give: float) -> np.ndarray:
+    """value (N,) unchanged inside [low + give, high - give], easing exponentially toward low
+    and high outside it, never reaching them: C1 and strictly increasing."""
+    top = high - give
+    bottom = low + give
+    above = value > top
+    below = value < bottom
+    out = value.astype(np.float64, copy=True)
+    out[above] = top + give * (1.0 - np.exp(-(value[above] - top) / give))
+    out[below] = bottom - give * (1.0 - np.exp(-(bottom - value[below]) / give))
+    return out
+
+
 def _knee_mm(hip_mm: np.ndarray, ankle_mm: np.ndarray) -> np.ndarray:
     """Knee (T, 3) by two-link inverse kinematics in the x-z plane, bending forward.
 
-    Out of reach, the leg is straight along the hip-ankle line with the femur's share of it.
+    The hip-ankle distance is eased away from full extension and full flexion first (the leg
+    stretches or folds a little instead), because the exact solution's knee moves infinitely
+    fast where the leg is straight or folded: this keeps the knee C1.
     """
     delta = ankle_mm[:, [0, 2]] - hip_mm[:, [0, 2]]
     distance = np.maximum(np.linalg.norm(delta, axis=1), 1e-9)
     direction = delta / distance[:, None]
     # The bending side: the normal (-dz, dx) points forward when the leg points down.
     normal = np.stack((-direction[:, 1], direction[:, 0]), axis=-1)
-    reach = FEMUR_MM + TIBIA_MM
-    along = (distance**2 + FEMUR_MM**2 - TIBIA_MM**2) / (2.0 * distance)
-    along = np.where(distance >= reach, distance * FEMUR_MM / reach, along)
+    reach = _soft_clamp(
+        distance, abs(FEMUR_MM - TIBIA_MM) + 1.0, FEMUR_MM + TIBIA_MM - 0.5, _KNEE_EASE_MM
+    )
+    along = (reach**2 + FEMUR_MM**2 - TIBIA_MM**2) / (2.0 * reach)
     across = np.sqrt(np.clip(FEMUR_MM**2 - along**2, 0.0, None))
     knee_xz = hip_mm[:, [0, 2]] + along[:, None] * direction + across[:, None] * normal
     return np.stack((knee_xz[:, 0], np.full(hip_mm.shape[0], _LIMB_Y_MM), knee_xz[:, 1]), axis=-1)
