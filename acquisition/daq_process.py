@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from multiprocessing.synchronize import Event
 from typing import Any
 
+import numpy as np
 import zmq
 
 from acquisition.control import WorkerControl
@@ -21,22 +22,22 @@ from acquisition.settings import DaqConfig, Endpoints, SimConfig, TriggerBoxConf
 from acquisition.transport import (
     RECORD_HWM,
     TOPIC_DAQ,
+    TWIN_LINE_HWM,
     TOPIC_EOS,
     TOPIC_TRIGGER,
     Header,
+    array_header,
     eos_header,
     make_socket,
     send_message,
 )
+from acquisition.sim.skeleton import JumpModel
 from acquisition.worker import setup_worker
 
 ROLE = "daq"
 STREAM = "daq"
 TWIN_LINE_STREAM = "trigger_line"
 READY_TIMEOUT_S = 10.0
-# Pulses queued for a slow twin camera are kept, not dropped: a camera that lags is still
-# triggered by every pulse, as a real camera on a wire would be.
-TWIN_LINE_HWM = 1_000_000
 
 
 def make_daq(config: DaqConfig, trigger: TriggerConfig, sim: SimConfig) -> Daq:
@@ -98,6 +99,7 @@ def _run(
 
     record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
     twin_line = None
+    jump = JumpModel(sim.jump)
     if twin_camera_names:
         twin_line = make_socket(
             context,
@@ -164,14 +166,16 @@ def _run(
                     first_pulse_sample = sample_index
                 if twin_line is not None:
                     t_twin_ns = round((sample_index - first_pulse_sample) * 1e9 / config.rate_hz)
-                    pulse = Header(
-                        stream=TWIN_LINE_STREAM,
-                        seq=pulses,
-                        t_host_ns=time.monotonic_ns(),
+                    # The body's pose at this pulse, computed once here for every twin camera.
+                    pose = jump.points_mm(np.array([t_twin_ns * 1e-9]))[0]
+                    pulse = array_header(
+                        TWIN_LINE_STREAM,
+                        pulses,
+                        pose,
                         trigger_index=pulses,
                         extra={"daq_sample_index": sample_index, "t_twin_ns": t_twin_ns},
                     )
-                    send_message(twin_line, TOPIC_TRIGGER, pulse)
+                    send_message(twin_line, TOPIC_TRIGGER, pulse, pose)
                 pulses += 1
             status["pulses"] = pulses
         if control.heartbeat_due():

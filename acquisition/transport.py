@@ -157,6 +157,10 @@ class SequenceChecker:
 # The recording path: a producer may queue this many messages before NOBLOCK sends fail and it
 # falls back on its own bounded buffer.
 RECORD_HWM = 1000
+# The twin trigger line: pulses queued for a slow twin camera are kept, not dropped (a camera that
+# lags is still triggered by every pulse, as a real camera on a wire would be), and the receiving
+# side takes them all at once so none is left in the sender's queue when the DAQ process exits.
+TWIN_LINE_HWM = 10_000_000
 # The latest-frame paths (tracking, preview) must never queue stale frames.
 LATEST_HWM = 2
 

@@ -15,6 +15,7 @@ import enum
 import logging
 import multiprocessing
 import multiprocessing.process
+import os
 import platform
 import shutil
 import tempfile
@@ -104,6 +105,10 @@ class Supervisor:
     def __init__(self, config: RigConfig) -> None:
         self.config = config
         self._spawn = multiprocessing.get_context("spawn")
+        # One compute thread per worker: the rig runs one process per device already, and
+        # threaded BLAS or Blosc in each of them would only oversubscribe the cores.
+        for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(variable, "1")
 
     def run_trial(
         self,

@@ -21,8 +21,8 @@ from acquisition.settings import CameraConfig, SimConfig
 from acquisition.sim.camera_model import PinholeCamera, twin_cameras
 from acquisition.sim.faults import camera_drops_pulse
 from acquisition.sim.render import FrameRenderer
-from acquisition.sim.skeleton import JumpModel
-from acquisition.transport import TOPIC_TRIGGER, make_socket, recv_message
+from acquisition.sim.skeleton import BODY_PARTS, JumpModel
+from acquisition.transport import TOPIC_TRIGGER, TWIN_LINE_HWM, make_socket, recv_message
 
 # The twin camera's clock starts at an arbitrary offset, as a real camera's does.
 DEVICE_CLOCK_OFFSET_NS = 7_000_000_000
@@ -66,7 +66,12 @@ class SimulatedCamera(Camera):
     def open(self) -> None:
         if self._socket is None:
             self._socket = make_socket(
-                self._context, zmq.SUB, self._endpoint, bind=False, subscribe=[TOPIC_TRIGGER]
+                self._context,
+                zmq.SUB,
+                self._endpoint,
+                bind=False,
+                hwm=TWIN_LINE_HWM,
+                subscribe=[TOPIC_TRIGGER],
             )
 
     def arm(self) -> None:
@@ -82,13 +87,18 @@ class SimulatedCamera(Camera):
             remaining_ms = max(0, (deadline_ns - time.monotonic_ns()) // 1_000_000)
             if not self._socket.poll(remaining_ms, zmq.POLLIN):
                 return None
-            pulse = recv_message(self._socket).header
+            message = recv_message(self._socket)
+            pulse = message.header
             trigger_index = pulse.trigger_index
             if camera_drops_pulse(self._faults, self._sim.seed, self.name, trigger_index):
                 self.frames_lost_to_faults.append(trigger_index)
                 continue
             t_twin_ns = int(pulse.extra["t_twin_ns"])
-            points_mm = self._jump.points_mm(np.array([t_twin_ns * 1e-9]))[0]
+            # The twin DAQ sends the body's pose with each pulse (computed once for all cameras).
+            if pulse.shape == (len(BODY_PARTS), 3):
+                points_mm = message.array()
+            else:
+                points_mm = self._jump.points_mm(np.array([t_twin_ns * 1e-9]))[0]
             image = self._renderer.render(points_mm, trigger_index)
             drift = 1.0 + self._faults.drift_ppm * 1e-6
             return CameraFrame(

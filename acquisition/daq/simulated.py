@@ -21,7 +21,9 @@ from acquisition.sim.skeleton import JumpModel
 class SimulatedDaq(Daq):
     def __init__(self, config: DaqConfig, trigger: TriggerConfig, sim: SimConfig) -> None:
         self._config = config
-        self.pulses = SampleClockPulses(config.rate_hz, trigger.duty_cycle)
+        self.pulses = SampleClockPulses(
+            config.rate_hz, trigger.duty_cycle, sample_clock=self._clock_sample
+        )
         self._analog = AnalogTwin(
             JumpModel(sim.jump),
             [(channel.name, channel.kind) for channel in config.channels],
@@ -63,12 +65,15 @@ class SimulatedDaq(Daq):
             t_host_ns=time.monotonic_ns(),
         )
 
-    def samples_due(self) -> int:
-        """How many samples the clock has produced that were not read yet."""
+    def _clock_sample(self) -> int:
+        """The sample the clock is at now (0 before start)."""
         if self._start_ns is None:
             return 0
-        elapsed_ns = time.monotonic_ns() - self._start_ns
-        return int(elapsed_ns * self._config.rate_hz / 1e9) - self._next_sample
+        return int((time.monotonic_ns() - self._start_ns) * self._config.rate_hz / 1e9)
+
+    def samples_due(self) -> int:
+        """How many samples the clock has produced that were not read yet."""
+        return self._clock_sample() - self._next_sample if self._start_ns is not None else 0
 
     def stop(self) -> None:
         self.pulses.stop()

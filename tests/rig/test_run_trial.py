@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers the Blosc filter the frames are stored with)
 import numpy as np
 import pytest
 
@@ -154,7 +155,7 @@ def test_clock_drift_does_not_move_alignment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
-        ("[trial]\nsubjekt = 'x'\n", "trial.subjekt"),
+        ("[sim.faults.cameras.cam_left]\nspeed = 3\n", "sim.faults.cameras.cam_left.speed"),
         ("[[cameras]]\nname = 'cam5'\nwidth = 'wide'\n", "cameras[4].width"),
         ("[[daq.channels]]\nname = 'emg5'\nkind = 'emg'\nrange_v = -10.0\n", "range_v"),
     ],

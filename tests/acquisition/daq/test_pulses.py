@@ -74,3 +74,17 @@ def test_rising_edges_across_block_boundaries() -> None:
     second = rising_edges(line[4:], 4, int(line[3]))
     np.testing.assert_array_equal(whole, np.concatenate([first, second]))
     assert rising_edges(line[1:], 1, 1)[0] == 4  # a line already high is no edge
+
+
+def test_start_and_stop_follow_the_sample_clock_even_when_blocks_come_late() -> None:
+    clock = {"sample": 0}
+    pulses = SampleClockPulses(10_000.0, sample_clock=lambda: clock["sample"])
+    clock["sample"] = 1234
+    pulses.start(200.0)  # the DAQ has produced nothing yet: pulse 0 at sample 1234
+    clock["sample"] = 1234 + 10_000
+    pulses.stop()  # one second of pulses, wherever the DAQ's blocks are
+    assert pulses.count() == 200
+    line = _run(pulses, [100] * 150)
+    edges = rising_edges(line, 0, 0)
+    assert edges[0] == 1234 and edges.size == 200
+    assert set(np.diff(edges).tolist()) == {50}
