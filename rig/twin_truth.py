@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from acquisition.sim.camera_model import twin_cameras
-from acquisition.sim.signals import AnalogTwin
 
+from acquisition.sim.camera_model import twin_cameras
 from acquisition.sim.faults import dropped_trigger_indices
+from acquisition.sim.signals import AnalogTwin
 from acquisition.sim.skeleton import BODY_PARTS, JumpModel
 from rig.config import RigConfig
+
+# Event values in seconds that are durations, not instants: they have no DAQ sample index.
+DURATION_EVENTS = frozenset({"flight_time_s"})
 
 
 def twin_truth_datasets(
@@ -43,7 +46,7 @@ def twin_truth_datasets(
     truth_attrs: dict[str, Any] = {"body_parts": list(BODY_PARTS), "units": "mm"}
     for name, value in events.items():
         truth_attrs[name] = float(value)
-        if name.endswith("_s"):
+        if name.endswith("_s") and name not in DURATION_EVENTS:
             sample = first_pulse_sample + round(value * rate_hz)
             truth_attrs[f"{name[:-2]}_daq_sample_index"] = int(sample)
     analog = AnalogTwin(
@@ -54,7 +57,10 @@ def twin_truth_datasets(
     attrs["/sim/truth"] = truth_attrs
     attrs["/sim"] = {"seed": config.sim.seed}
 
-    models = twin_cameras(config.camera_names, config.cameras[0].width, config.cameras[0].height)
+    first = config.cameras[0]
+    models = twin_cameras(
+        config.camera_names, first.width, first.height, gap_mm=config.sim.jump.gap_mm
+    )
     for model in models:
         group = f"/calibration/{model.name}"
         datasets[f"{group}/matrix"] = np.asarray(model.matrix, dtype=np.float64)

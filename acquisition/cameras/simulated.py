@@ -41,9 +41,9 @@ class SimulatedCamera(Camera):
         self._config = config
         self._sim = sim
         self._faults = sim.camera_faults(config.name)
-        self._model: PinholeCamera = twin_cameras(all_camera_names, config.width, config.height)[
-            list(all_camera_names).index(config.name)
-        ]
+        self._model: PinholeCamera = twin_cameras(
+            all_camera_names, config.width, config.height, gap_mm=sim.jump.gap_mm
+        )[list(all_camera_names).index(config.name)]
         self._jump = JumpModel(sim.jump)
         self._renderer = FrameRenderer(
             self._model,
