@@ -142,7 +142,11 @@ def _build(cls: type, table: Any, prefix: str, path: Path) -> Any:
         value = _convert(hints[name], table[name], key, path)
         _check_bounds(spec.metadata, value, key, path)
         values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as error:
+        # A settings class that checks how its fields fit together (``__post_init__``).
+        raise ConfigError(path, prefix, str(error)) from None
 
 
 def _convert(hint: Any, value: Any, key: str, path: Path) -> Any:

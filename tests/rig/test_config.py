@@ -45,7 +45,6 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 BAD_CONFIGS = [
-    ("[trial]\nsubjekt = 'x'\n", "trial.subjekt", "unknown key"),
     (
         "[sim.faults.cameras.cam_left]\ndrift_ppm = 'fast'\n",
         "sim.faults.cameras.cam_left.drift_ppm",
@@ -71,8 +70,6 @@ BAD_CONFIGS = [
         "daq.channels[6].range_v",
         "greater than 0",
     ),
-    ("[sim]\nbrightness = 0.0\n", "sim.brightness", "at least"),
-    ("[sim.jump]\ngap_mm = -3.0\n", "sim.jump.gap_mm", "greater than 0"),
 ]
 
 
@@ -87,6 +84,27 @@ def test_bad_values_name_file_and_key(tmp_path: Path, extra: str, key: str, prob
     assert str(path) in message
     assert key in message
     assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "problem"),
+    [
+        ('subject = "sim-mouse"', 'subjekt = "sim-mouse"', "trial.subjekt", "unknown key"),
+        ("brightness = 1.0", "brightness = 0.0", "sim.brightness", "at least"),
+        ("gap_mm = 80.0", "gap_mm = -3.0", "sim.jump.gap_mm", "greater than 0"),
+        ("rate_hz = 200.0", "rate_hz = [200.0]", "trigger.rate_hz", "expected a number"),
+    ],
+)
+def test_bad_values_in_existing_tables(
+    tmp_path: Path, old: str, new: str, key: str, problem: str
+) -> None:
+    text = DEFAULT_CONFIG_PATH.read_text()
+    assert old in text
+    path = tmp_path / "edited.toml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"{path}: key '{key}': {problem}" in str(caught.value)
 
 
 @pytest.mark.parametrize(
