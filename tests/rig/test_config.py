@@ -90,8 +90,8 @@ def test_bad_values_name_file_and_key(tmp_path: Path, extra: str, key: str, prob
     ("old", "new", "key", "problem"),
     [
         ('subject = "sim-mouse"', 'subjekt = "sim-mouse"', "trial.subjekt", "unknown key"),
-        ("brightness = 1.0", "brightness = 0.0", "sim.brightness", "at least"),
-        ("gap_mm = 80.0", "gap_mm = -3.0", "sim.jump.gap_mm", "greater than 0"),
+        ("brightness = 1.0", "brightness = 0.0", "sim.brightness", "must be at least"),
+        ("gap_mm = 80.0", "gap_mm = -3.0", "sim.jump.gap_mm", "must be greater than 0"),
         ("rate_hz = 200.0", "rate_hz = [200.0]", "trigger.rate_hz", "expected a number"),
     ],
 )
