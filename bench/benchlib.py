@@ -27,6 +27,7 @@ REPOSITORY_ROOT = BENCH_DIR.parent
 SHARED_DATA_DIR = REPOSITORY_ROOT.parent / "shared" / "data"
 GB = 1e9
 MB = 1e6
+THREAD_COUNT_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         action="store_true",
         help="tiny sizes, a few seconds in all: checks that the benchmark runs, measures little",
     )
+
+
+def use_single_threaded_compute() -> dict[str, str]:
+    """Give processes spawned from now on one BLAS/OpenMP thread each, as the rig's workers have.
+
+    ``rig.supervisor`` does the same for its workers. Without it, numpy's BLAS (used by the
+    frame codec's fletcher32) wakes a second thread that busy-waits, doubling the CPU time of
+    every frame on a small machine. Returns the settings in effect (a value set by the user wins).
+    """
+    for variable in THREAD_COUNT_VARIABLES:
+        os.environ.setdefault(variable, "1")
+    return {variable: os.environ[variable] for variable in THREAD_COUNT_VARIABLES}
 
 
 def machine_info() -> dict[str, Any]:

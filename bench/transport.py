@@ -52,6 +52,7 @@ from benchlib import (
     print_table,
     size_label,
     synthetic_frames,
+    use_single_threaded_compute,
     write_json,
 )
 
@@ -447,6 +448,7 @@ def frames_for(height: int, width: int, gb_per_run: float, minimum: int) -> int:
 
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    thread_settings = use_single_threaded_compute()
     quick: bool = arguments.quick
     sizes: list[tuple[int, int]] = arguments.sizes or (QUICK_SIZES if quick else DEFAULT_SIZES)
     gb_per_run = 0.01 if quick else arguments.gb_per_run
@@ -483,6 +485,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             "shm_ring_slots": SHM_RING_SLOTS,
             "latency_rate_hz": arguments.latency_rate_hz,
             "latency_frames": latency_frames,
+            "sender_thread_settings": thread_settings,
             "gb": "1e9 bytes",
         },
         "throughput": throughput,
