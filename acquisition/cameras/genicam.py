@@ -245,11 +245,15 @@ class _NodeWriter:
                     f"camera {self._camera_name}: {name} has no entry {value!r} "
                     f"(it offers {', '.join(node.symbolics)})"
                 )
-            # A node that already holds the value is left alone: read-only ones (a selector with a
-            # single entry, a fixed format) would refuse even a write that changes nothing.
-            if node.value != value:
+            if node.node.get_access_mode() == genapi.EAccessMode.WO:
                 node.value = value
-            read_back = node.value
+                read_back = value
+            else:
+                # A node that already holds the value is left alone: read-only ones (a selector
+                # with a single entry, a fixed format) refuse even a write that changes nothing.
+                if node.value != value:
+                    node.value = value
+                read_back = node.value
         except self._vendor.errors as error:
             raise DeviceError(
                 f"camera {self._camera_name}: cannot set {name} = {value!r}: {error}"
