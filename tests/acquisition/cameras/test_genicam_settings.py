@@ -74,6 +74,10 @@ def test_the_rig_loader_builds_it_from_a_toml_table(tmp_path: Path) -> None:
         rig_config._build(GenICamSettings, {"trigger": "hardware"}, "cameras[0].genicam", "x")
     with pytest.raises(rig_config.ConfigError, match=r"cameras\[0\]\.genicam\.fetch_timeout_s"):
         rig_config._build(GenICamSettings, {"fetch_timeout_s": 0}, "cameras[0].genicam", "x")
+    with pytest.raises(rig_config.ConfigError, match=r"node_names\.Exposure: not a name"):
+        rig_config._build(
+            GenICamSettings, {"node_names": {"Exposure": "X"}}, "cameras[0].genicam", "x"
+        )
 
 
 def test_defaults_leave_exposure_and_gain_and_use_a_hardware_line() -> None:
