@@ -55,6 +55,17 @@ def make_camera(
         from acquisition.cameras.simulated import SimulatedCamera
 
         return SimulatedCamera(config, sim, all_camera_names, context, endpoints.trigger_line)
+    if config.backend == "genicam":
+        from acquisition.cameras.genicam import GenICamCamera, TriggerLinePulses
+
+        pulses = (
+            TriggerLinePulses(context, endpoints.trigger_line)
+            if config.genicam.trigger == "software_per_pulse"
+            else None
+        )
+        return GenICamCamera(
+            config.name, config.width, config.height, config.pixel_format, config.genicam, pulses
+        )
     raise ValueError(f"unknown camera backend {config.backend!r}")
 
 
@@ -133,12 +144,12 @@ def _run(
             status["buffered"] = len(backlog)
             status["dropped"] = len(dropped_trigger_indices)
 
-            command = control.poll_command()
-            if command is not None:
-                if command["type"] == "stop":
+            request = control.poll_command()
+            if request is not None:
+                if request["type"] == "stop":
                     stopping = True
-                    control.ack(command)
-                elif command["type"] == "abort":
+                    control.ack(request)
+                elif request["type"] == "abort":
                     break
             if stopping and time.monotonic_ns() - last_frame_ns > DRAIN_QUIET_S * 1e9:
                 break
@@ -157,6 +168,7 @@ def _run(
                 dropped_trigger_indices=sorted(dropped_trigger_indices + unsent),
             ),
         )
+        record.close(linger=FINAL_SEND_TIMEOUT_MS)
         control.done(
             frames_sent=seq - len(unsent),
             dropped_trigger_indices=sorted(dropped_trigger_indices + unsent),

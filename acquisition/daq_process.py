@@ -6,6 +6,7 @@ trigger box is simulated, since in the twin the box's pulses are generated on th
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from multiprocessing.synchronize import Event
@@ -19,19 +20,19 @@ from acquisition.daq.interface import Daq, pack_block, rising_edges
 from acquisition.daq.simulated import SimulatedDaq
 from acquisition.errors import DeviceError
 from acquisition.settings import DaqConfig, Endpoints, SimConfig, TriggerBoxConfig, TriggerConfig
+from acquisition.sim.skeleton import JumpModel
 from acquisition.transport import (
     RECORD_HWM,
     TOPIC_DAQ,
-    TWIN_LINE_HWM,
     TOPIC_EOS,
     TOPIC_TRIGGER,
+    TWIN_LINE_HWM,
     Header,
     array_header,
     eos_header,
     make_socket,
     send_message,
 )
-from acquisition.sim.skeleton import JumpModel
 from acquisition.worker import setup_worker
 
 ROLE = "daq"
@@ -43,6 +44,10 @@ READY_TIMEOUT_S = 10.0
 def make_daq(config: DaqConfig, trigger: TriggerConfig, sim: SimConfig) -> Daq:
     if config.backend == "sim":
         return SimulatedDaq(config, trigger, sim)
+    if config.backend == "nidaqmx":
+        from acquisition.daq.nidaq import NiDaq
+
+        return NiDaq(config, trigger, config.nidaqmx)
     raise ValueError(f"unknown DAQ backend {config.backend!r}")
 
 
@@ -84,110 +89,110 @@ def _run(
     context: zmq.Context,
     control: WorkerControl,
 ) -> None:
-    daq = make_daq(config, trigger, sim)
-    daq.open()
-    info: dict[str, Any] = {"daq": daq.info()}
-    emulator = None
-    if trigger.source == "triggerbox" and triggerbox.backend == "sim":
-        from acquisition.triggerbox.emulator import TriggerBoxEmulator
+    with contextlib.ExitStack() as resources:
+        daq = resources.enter_context(make_daq(config, trigger, sim))
+        info: dict[str, Any] = {"daq": daq.info()}
+        if trigger.source == "triggerbox" and triggerbox.backend == "sim":
+            from acquisition.triggerbox.emulator import TriggerBoxEmulator
 
-        if not isinstance(daq, SimulatedDaq):
-            raise ValueError("the simulated trigger box needs the simulated DAQ")
-        emulator = TriggerBoxEmulator(daq.pulses)
-        emulator.start()
-        info["triggerbox_port"] = emulator.port_path
+            if not isinstance(daq, SimulatedDaq):
+                raise ValueError("the simulated trigger box needs the simulated DAQ")
+            emulator = resources.enter_context(TriggerBoxEmulator(daq.pulses))
+            info["triggerbox_port"] = emulator.port_path
 
-    record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
-    twin_line = None
-    jump = JumpModel(sim.jump)
-    if twin_camera_names:
-        twin_line = make_socket(
-            context,
-            zmq.XPUB,
-            endpoints.trigger_line,
-            bind=True,
-            hwm=TWIN_LINE_HWM,
-            # Report every subscription, not only the first per topic, to count the cameras.
-            options={zmq.XPUB_VERBOSE: 1},
-        )
-        _wait_for_subscribers(twin_line, len(twin_camera_names), control)
-
-    status: dict[str, Any] = {"samples": 0, "pulses": 0}
-    control.ready(**info)
-    command = control.wait_command("start", READY_TIMEOUT_S * 6, status)
-    if command["type"] == "abort":
-        return
-    daq.start()
-    control.ack(command)
-
-    seq = 0
-    pulses = 0
-    first_pulse_sample: int | None = None
-    previous_level = 0
-    stopping = False
-    n_channels = len(config.channels)
-    while True:
-        if abort.is_set():
-            break
-        command = control.poll_command()
-        if command is not None:
-            if command["type"] == "start_trigger":
-                if not isinstance(daq, SimulatedDaq):
-                    raise ValueError("counter-output triggers are configured by the DAQ backend")
-                daq.pulses.start(float(command["rate_hz"]))
-                control.ack(command)
-            elif command["type"] == "stop_trigger":
-                if isinstance(daq, SimulatedDaq):
-                    daq.pulses.stop()
-                control.ack(command)
-            elif command["type"] == "stop":
-                stopping = True
-            elif command["type"] == "abort":
-                break
-        if stopping and isinstance(daq, SimulatedDaq) and daq.samples_due() < config.block_samples:
-            break
-        block = daq.read_block(timeout_s=0.05)
-        if block is not None:
-            edges = rising_edges(block.trigger_line, block.first_sample_index, previous_level)
-            previous_level = int(block.trigger_line[-1])
-            header = Header(
-                stream=STREAM,
-                seq=seq,
-                t_host_ns=block.t_host_ns,
-                shape=(block.n_samples,),
-                dtype="daq_block",
-                extra={"first_sample_index": block.first_sample_index, "n_channels": n_channels},
+        record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
+        resources.callback(record.close, 2000)
+        twin_line = None
+        jump = JumpModel(sim.jump)
+        if twin_camera_names:
+            twin_line = make_socket(
+                context,
+                zmq.XPUB,
+                endpoints.trigger_line,
+                bind=True,
+                hwm=TWIN_LINE_HWM,
+                # Report every subscription, not only the first per topic, to count the cameras.
+                options={zmq.XPUB_VERBOSE: 1},
             )
-            send_message(record, TOPIC_DAQ, header, pack_block(block))
-            seq += 1
-            status["samples"] = block.first_sample_index + block.n_samples
-            for sample_index in edges.tolist():
-                if first_pulse_sample is None:
-                    first_pulse_sample = sample_index
-                if twin_line is not None:
-                    t_twin_ns = round((sample_index - first_pulse_sample) * 1e9 / config.rate_hz)
-                    # The body's pose at this pulse, computed once here for every twin camera.
-                    pose = jump.points_mm(np.array([t_twin_ns * 1e-9]))[0]
-                    pulse = array_header(
-                        TWIN_LINE_STREAM,
-                        pulses,
-                        pose,
-                        trigger_index=pulses,
-                        extra={"daq_sample_index": sample_index, "t_twin_ns": t_twin_ns},
-                    )
-                    send_message(twin_line, TOPIC_TRIGGER, pulse, pose)
-                pulses += 1
-            status["pulses"] = pulses
-        if control.heartbeat_due():
-            control.heartbeat(**status)
-    daq.stop()
-    send_message(record, TOPIC_EOS, eos_header(STREAM, seq, samples=status["samples"]))
-    if twin_line is not None:
-        send_message(twin_line, TOPIC_EOS, eos_header(TWIN_LINE_STREAM, pulses))
-    if emulator is not None:
-        emulator.close()
-    daq.close()
-    control.done(samples=status["samples"], pulses=pulses, messages=seq)
+            resources.callback(twin_line.close, 2000)
+            _wait_for_subscribers(twin_line, len(twin_camera_names), control)
+
+        status: dict[str, Any] = {"samples": 0, "pulses": 0}
+        control.ready(**info)
+        command = control.wait_command("start", READY_TIMEOUT_S * 6, status)
+        if command["type"] == "abort":
+            return
+        daq.start()
+        control.ack(command)
+
+        seq = 0
+        pulses = 0
+        first_pulse_sample: int | None = None
+        previous_level = 0
+        stopping = False
+        n_channels = len(config.channels)
+        while True:
+            if abort.is_set():
+                break
+            request = control.poll_command()
+            if request is not None:
+                if request["type"] == "start_trigger":
+                    daq.start_pulses(float(request["rate_hz"]))
+                    control.ack(request)
+                elif request["type"] == "stop_trigger":
+                    daq.stop_pulses()
+                    control.ack(request)
+                elif request["type"] == "stop":
+                    stopping = True
+                elif request["type"] == "abort":
+                    break
+            # Stop once every sample up to now is read: the last pulse is in the file.
+            if stopping and daq.samples_due() < config.block_samples:
+                break
+            block = daq.read_block(timeout_s=0.05)
+            if block is not None:
+                edges = rising_edges(block.trigger_line, block.first_sample_index, previous_level)
+                previous_level = int(block.trigger_line[-1])
+                header = Header(
+                    stream=STREAM,
+                    seq=seq,
+                    t_host_ns=block.t_host_ns,
+                    shape=(block.n_samples,),
+                    dtype="daq_block",
+                    extra={
+                        "first_sample_index": block.first_sample_index,
+                        "n_channels": n_channels,
+                    },
+                )
+                send_message(record, TOPIC_DAQ, header, pack_block(block))
+                seq += 1
+                status["samples"] = block.first_sample_index + block.n_samples
+                for sample_index in edges.tolist():
+                    if first_pulse_sample is None:
+                        first_pulse_sample = sample_index
+                    if twin_line is not None:
+                        t_twin_ns = round(
+                            (sample_index - first_pulse_sample) * 1e9 / config.rate_hz
+                        )
+                        # The body's pose at this pulse, computed once here for every twin camera.
+                        pose = jump.points_mm(np.array([t_twin_ns * 1e-9]))[0]
+                        pulse = array_header(
+                            TWIN_LINE_STREAM,
+                            pulses,
+                            pose,
+                            trigger_index=pulses,
+                            extra={"daq_sample_index": sample_index, "t_twin_ns": t_twin_ns},
+                        )
+                        send_message(twin_line, TOPIC_TRIGGER, pulse, pose)
+                    pulses += 1
+                status["pulses"] = pulses
+            if control.heartbeat_due():
+                control.heartbeat(**status)
+        daq.stop()
+        send_message(record, TOPIC_EOS, eos_header(STREAM, seq, samples=status["samples"]))
+        if twin_line is not None:
+            send_message(twin_line, TOPIC_EOS, eos_header(TWIN_LINE_STREAM, pulses))
+        control.done(samples=status["samples"], pulses=pulses, messages=seq)
 
 
 def _wait_for_subscribers(xpub: zmq.Socket, expected: int, control: WorkerControl) -> None:

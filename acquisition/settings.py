@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from acquisition.cameras.genicam_settings import GenICamSettings
+from acquisition.daq.nidaq_settings import NiDaqSettings
 from acquisition.sim.skeleton import JumpParameters
 
 
@@ -61,6 +63,7 @@ class TriggerLineConfig:
 
 @dataclass(frozen=True)
 class DaqConfig:
+    # "sim": the twin's DAQ; "nidaqmx": a National Instruments DAQ (docs/daq.md).
     backend: Literal["sim", "nidaqmx"] = "sim"
     device: str = "Dev1"
     rate_hz: float = field(default=10_000.0, metadata=between(1.0, 2_000_000.0))
@@ -68,18 +71,28 @@ class DaqConfig:
     block_samples: int = field(default=100, metadata=between(1, 1_000_000))
     channels: tuple[DaqChannelConfig, ...] = ()
     trigger_line: TriggerLineConfig = TriggerLineConfig()
+    nidaqmx: NiDaqSettings = NiDaqSettings()
 
 
 @dataclass(frozen=True)
 class CameraConfig:
     name: str
-    backend: Literal["sim"] = "sim"
+    # "sim": a twin camera; "genicam": a GenICam camera through a GenTL producer (harvesters).
+    backend: Literal["sim", "genicam"] = "sim"
     width: int = field(default=640, metadata=between(8, 8192))
     height: int = field(default=480, metadata=between(8, 8192))
     pixel_format: Literal["Mono8"] = "Mono8"
     # Frames the camera process may hold while the writer is behind; beyond this it drops and
     # counts them (the recording path never drops silently).
     max_buffered_frames: int = field(default=1000, metadata=between(1, 1_000_000))
+    genicam: GenICamSettings = GenICamSettings()
+
+    @property
+    def needs_twin_trigger_line(self) -> bool:
+        """Whether this camera takes its pulses from the twin's trigger line (not a wire)."""
+        return self.backend == "sim" or (
+            self.backend == "genicam" and self.genicam.trigger == "software_per_pulse"
+        )
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def send_message(
     """
     if isinstance(payload, np.ndarray):
         payload = np.ascontiguousarray(payload)
-    socket.send_multipart([topic, header.to_bytes(), payload], flags=flags, copy=False)
+    parts: list[Any] = [topic, header.to_bytes(), payload]
+    socket.send_multipart(parts, flags=flags, copy=False)
 
 
 def recv_message(socket: zmq.Socket, flags: int = 0) -> Message:

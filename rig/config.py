@@ -248,6 +248,14 @@ def _check_rig(config: RigConfig, path: Path) -> None:
             "triggerbox.backend",
             "the simulated trigger box lives in the simulated DAQ: needs daq.backend = 'sim'",
         )
+    for i, camera in enumerate(config.cameras):
+        if camera.needs_twin_trigger_line and config.daq.backend != "sim":
+            raise ConfigError(
+                path,
+                f"cameras[{i}].backend",
+                "twin cameras and software_per_pulse GenICam cameras take their pulses from the "
+                "simulated DAQ's trigger line: needs daq.backend = 'sim'",
+            )
     if config.triggerbox.backend == "serial" and not config.triggerbox.port:
         raise ConfigError(path, "triggerbox.port", "required when triggerbox.backend = 'serial'")
 

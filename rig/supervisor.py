@@ -235,7 +235,7 @@ class _TrialRun:
             "writer", run_writer, (config, self.endpoints, str(path), root_attrs, self.abort)
         )
         self._await_ready(["writer"])
-        twin_cameras = [c.name for c in config.cameras if c.backend == "sim"]
+        twin_cameras = [c.name for c in config.cameras if c.needs_twin_trigger_line]
         camera_roles = []
         for camera in config.cameras:
             role = role_of(camera.name)
@@ -290,19 +290,19 @@ class _TrialRun:
                 + self.config.daq.block_samples / self.config.daq.rate_hz
             )
         if self._alive("daq"):
-            self._command("daq", "stop", expect_ack=False)
+            self._try_command("daq", "stop", expect_ack=False)
             self._await_done(["daq"])
         cameras = [role_of(name) for name in self.config.camera_names]
         live_cameras = [role for role in cameras if self._alive(role)]
         for role in live_cameras:
-            self._command(role, "stop")
+            self._try_command(role, "stop")
         self._await_done(live_cameras)
         dead = [role.split(":", 1)[-1] for role in [*cameras, "daq"] if not self._ended(role)]
         if not self._alive("writer"):
             return {}
         if self.failure and self.failure not in reason:
             reason = f"{reason}; {self.failure}"
-        self._command(
+        self._try_command(
             "writer", "finish", reason=reason, dead_streams=dead, triggerbox=triggerbox_report
         )
         self._await_done(["writer"], DONE_TIMEOUT_S)
@@ -357,7 +357,7 @@ class _TrialRun:
                 return {}
             return {"pulses_sent": pulses, "firmware_version": version}
         if self._alive("daq"):
-            self._command("daq", "stop_trigger")
+            self._try_command("daq", "stop_trigger")
         return {}
 
     # --- workers ----------------------------------------------------------------------------------
@@ -442,6 +442,13 @@ class _TrialRun:
                 raise TrialAborted(f"{role} did not acknowledge {type_!r}")
             self._pump(0.02)
             self._check_health_quiet(role)
+
+    def _try_command(self, role: str, type_: str, expect_ack: bool = True, **fields: Any) -> None:
+        """While stopping: a worker that fails a command is recorded, and the stop goes on."""
+        try:
+            self._command(role, type_, expect_ack, **fields)
+        except TrialAborted as error:
+            self._fail(str(error))
 
     def _check_health_quiet(self, role: str) -> None:
         worker = self.workers[role]

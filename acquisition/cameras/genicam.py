@@ -35,7 +35,7 @@ import zmq
 from acquisition.cameras.genicam_settings import GenICamSettings
 from acquisition.cameras.interface import Camera, CameraFrame
 from acquisition.errors import DeviceError, HardwareUnavailable
-from acquisition.transport import TOPIC_TRIGGER, make_socket, recv_message
+from acquisition.transport import TOPIC_TRIGGER, TWIN_LINE_HWM, make_socket, recv_message
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class TriggerLinePulses:
         if not endpoint:
             raise ValueError("trigger line endpoint is empty")
         self._socket: zmq.Socket | None = make_socket(
-            context, zmq.SUB, endpoint, bind=False, subscribe=[TOPIC_TRIGGER]
+            context, zmq.SUB, endpoint, bind=False, hwm=TWIN_LINE_HWM, subscribe=[TOPIC_TRIGGER]
         )
 
     def next_pulse(self, timeout_s: float) -> int | None:

@@ -43,6 +43,17 @@ class Daq(abc.ABC):
         """The next block of samples, or None when it did not arrive within ``timeout_s``."""
 
     @abc.abstractmethod
+    def samples_due(self) -> int:
+        """Samples the clock has produced that were not read yet (what is left to drain)."""
+
+    def start_pulses(self, rate_hz: float) -> None:
+        """Start the camera pulse train on a counter output of this DAQ."""
+        raise NotImplementedError(f"{type(self).__name__} has no counter-output pulse train")
+
+    def stop_pulses(self) -> None:  # noqa: B027 (optional: only DAQs with a counter output)
+        """Stop the counter-output pulse train (nothing when none runs)."""
+
+    @abc.abstractmethod
     def stop(self) -> None:
         """Stop the sample clock."""
 

@@ -71,6 +71,12 @@ class SimulatedDaq(Daq):
             return 0
         return int((time.monotonic_ns() - self._start_ns) * self._config.rate_hz / 1e9)
 
+    def start_pulses(self, rate_hz: float) -> None:
+        self.pulses.start(rate_hz)
+
+    def stop_pulses(self) -> None:
+        self.pulses.stop()
+
     def samples_due(self) -> int:
         """How many samples the clock has produced that were not read yet."""
         return self._clock_sample() - self._next_sample if self._start_ns is not None else 0
