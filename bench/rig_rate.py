@@ -45,7 +45,7 @@ from rig.trialfile import layout
 
 NAME = "rig_rate"
 # Rates whose pulse period is a whole number of samples of the default 10 kHz DAQ clock.
-DEFAULT_RATES_HZ = (100.0, 200.0, 250.0, 400.0, 500.0)
+DEFAULT_RATES_HZ = (50.0, 100.0, 200.0, 250.0, 400.0, 500.0)
 QUICK_RATES_HZ = (100.0,)
 DESIGN_RATE_HZ = 500.0
 MIN_SAMPLES_PER_PULSE = 2
@@ -349,7 +349,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--rates",
         type=_parse_rates,
         default=None,
-        help="trigger rates in Hz, comma separated (default 100,200,250,400,500; --quick 100)",
+        help="trigger rates in Hz, comma separated (default 50,100,200,250,400,500; --quick 100)",
     )
     parser.add_argument("--cameras", type=int, default=None, help="default 4 (--quick 2)")
     parser.add_argument(

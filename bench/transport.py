@@ -72,8 +72,11 @@ from acquisition.transport import (
 )
 
 NAME = "transport"
-# Distinct frames the sender cycles through, so no cache holds "the" frame.
-FRAME_POOL = 16
+# The sender cycles through distinct frames filling more memory than a CPU's last-level cache
+# (32 MiB here), as frames that a camera's DMA wrote to RAM are not in any cache either.
+FRAME_POOL_BYTES = 128 * 1024 * 1024
+MIN_FRAME_POOL = 16
+MAX_FRAME_POOL = 512  # small frames: enough distinct content without rendering for long
 SHM_RING_SLOTS = 8
 WARMUP_FRAMES = 20
 DEFAULT_SIZES = [(480, 640), (1024, 1280)]  # (height, width)
@@ -96,10 +99,14 @@ _spawn = multiprocessing.get_context("spawn")
 # --- senders (the camera side; each runs in its own spawned process) ----------------------------
 
 
+def frame_pool_size(height: int, width: int) -> int:
+    return min(MAX_FRAME_POOL, max(MIN_FRAME_POOL, -(-FRAME_POOL_BYTES // (height * width))))
+
+
 @functools.cache
 def _frame_pool(height: int, width: int) -> np.ndarray:
-    """(FRAME_POOL, height, width) uint8, made once per size and handed to every sender."""
-    frames, _ = synthetic_frames(FRAME_POOL, height, width, seed=1)
+    """(P, height, width) uint8, made once per size and handed to every sender."""
+    frames, _ = synthetic_frames(frame_pool_size(height, width), height, width, seed=1)
     frames.setflags(write=False)
     return frames
 
@@ -130,7 +137,7 @@ def _zmq_sender(
     for seq in range(total):
         if period_ns:
             _wait_until(start_ns + seq * period_ns)
-        frame = pool[seq % FRAME_POOL]
+        frame = pool[seq % len(pool)]
         t_host_ns = time.monotonic_ns()
         payload: np.ndarray | bytes
         if compress:
@@ -180,7 +187,7 @@ def _shm_sender(
             slot = seq % SHM_RING_SLOTS
             t_host_ns = time.monotonic_ns()
             free_slots.acquire()
-            np.copyto(slots[slot], pool[seq % FRAME_POOL])
+            np.copyto(slots[slot], pool[seq % len(pool)])
             stamps[slot] = t_host_ns
             filled_slots.release()
         conn.send({"messages": WARMUP_FRAMES + frames})
@@ -194,7 +201,7 @@ def _pipe_sender(
     pool: np.ndarray, frames: int, data: multiprocessing.connection.Connection
 ) -> None:
     for seq in range(WARMUP_FRAMES + frames):
-        data.send_bytes(pool[seq % FRAME_POOL].reshape(-1))
+        data.send_bytes(pool[seq % len(pool)].reshape(-1))
     data.close()
 
 
@@ -350,10 +357,10 @@ def _memcpy_one_process(height: int, width: int, frames: int) -> dict[str, Any]:
     pool = _frame_pool(height, width)
     destination = np.empty((height, width), dtype=np.uint8)
     for index in range(WARMUP_FRAMES):
-        np.copyto(destination, pool[index % FRAME_POOL])
+        np.copyto(destination, pool[index % len(pool)])
     first_ns = time.monotonic_ns()
     for index in range(frames):
-        np.copyto(destination, pool[index % FRAME_POOL])
+        np.copyto(destination, pool[index % len(pool)])
     last_ns = time.monotonic_ns()
     # Same convention as the receivers: ``frames`` copies took the whole interval here.
     return _result(frames + 1, height, width, first_ns, last_ns, None, {})
@@ -479,7 +486,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             "gb_per_run": gb_per_run,
             "repeats": repeats,
             "warmup_frames": WARMUP_FRAMES,
-            "frame_pool": FRAME_POOL,
+            "frame_pool": {size_label(h, w): frame_pool_size(h, w) for h, w in sizes},
             "frames_source": synthetic_frames(1, 8, 8)[1],
             "record_hwm": RECORD_HWM,
             "shm_ring_slots": SHM_RING_SLOTS,
