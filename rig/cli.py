@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", type=Path, help="folder for the trial file")
     run.set_defaults(handler=_run)
 
+    devices = commands.add_parser(
+        "devices", help="list the cameras, DAQ and serial ports the config would use"
+    )
+    devices.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="rig TOML config")
+    devices.set_defaults(handler=_devices)
+
     inspect = commands.add_parser("inspect", help="summarize a trial file")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -68,8 +74,15 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     from rig.console import StatusPrinter, print_trial_summary
+    from rig.devices import preflight_problems
     from rig.supervisor import Supervisor
 
+    problems = preflight_problems(config)
+    if problems:
+        print(f"rig: cannot start the trial with {args.config}:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_TRIAL_FAILED
     printer = StatusPrinter(sys.stdout)
     try:
         result = Supervisor(config).run_trial(on_status=printer)
@@ -81,6 +94,17 @@ def _run(args: argparse.Namespace) -> int:
     if not result.completed:
         return EXIT_TRIAL_FAILED
     return EXIT_OK if balanced else EXIT_ACCOUNTING
+
+
+def _devices(args: argparse.Namespace) -> int:
+    config = _load(args.config, {})
+    if config is None:
+        return EXIT_USAGE
+    from rig.devices import print_survey, survey
+
+    reports = survey(config)
+    print_survey(reports, sys.stdout)
+    return EXIT_TRIAL_FAILED if any(report.missing for report in reports) else EXIT_OK
 
 
 def _inspect(args: argparse.Namespace) -> int:

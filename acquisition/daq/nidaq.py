@@ -487,9 +487,34 @@ def _import_nidaqmx() -> Any:
         import nidaqmx.constants
         import nidaqmx.errors
         import nidaqmx.stream_readers
+        import nidaqmx.system
     except ImportError as error:
         raise HardwareUnavailable(
             f"the nidaqmx Python package cannot be imported ({error}); install the project's "
             "pinned dependencies, or set daq.backend = 'sim'"
         ) from error
     return nidaqmx
+
+
+def list_devices() -> list[dict[str, str]]:
+    """The NI devices the driver sees: name, product type, serial number.
+
+    Raises HardwareUnavailable when the NI-DAQmx driver is not installed.
+    """
+    nidaqmx = _import_nidaqmx()
+    try:
+        system = nidaqmx.system.System.local()
+        devices = list(system.devices)
+    except (nidaqmx.errors.DaqNotFoundError, nidaqmx.errors.DaqNotSupportedError) as error:
+        raise HardwareUnavailable(
+            "NI-DAQmx driver not found: install NI-DAQmx (docs/daq.md) or set daq.backend = 'sim' "
+            f"({error})"
+        ) from None
+    return [
+        {
+            "name": str(device.name),
+            "product_type": str(device.product_type),
+            "serial_number": f"{device.serial_num:X}" if device.serial_num else "",
+        }
+        for device in devices
+    ]

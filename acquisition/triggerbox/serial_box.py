@@ -243,3 +243,19 @@ def _is_port_failure(error: Exception) -> bool:
     # termios.error (a failed tcflush on a vanished terminal) is not an OSError; it is not
     # imported here because termios does not exist on Windows.
     return type(error).__module__ == "termios"
+
+
+def list_serial_ports() -> list[dict[str, str]]:
+    """Serial ports on this machine (where a trigger box may be): device, description, USB id."""
+    try:
+        from serial.tools import list_ports
+    except ImportError as error:
+        raise HardwareUnavailable(f"pyserial cannot be imported ({error})") from error
+    return [
+        {
+            "device": port.device,
+            "description": port.description or "",
+            "usb_id": f"{port.vid:04x}:{port.pid:04x}" if port.vid is not None else "",
+        }
+        for port in sorted(list_ports.comports(), key=lambda p: p.device)
+    ]
