@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import select
+import signal
 import threading
 import time
 import tty
@@ -265,10 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     faults = ReplyFaults(garbage_before_reply=args.garbage.encode("ascii"))
+    stop = threading.Event()
+    # Ctrl-C (and SIGTERM) end the wait; a handler rather than KeyboardInterrupt, which could
+    # land anywhere in the shutdown below.
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     with TriggerBoxEmulator(HostClockPulseSource(), faults) as emulator:
         print(emulator.port_path, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        while not stop.wait(0.2):
+            pass
 
 
 if __name__ == "__main__":
