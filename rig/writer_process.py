@@ -240,8 +240,13 @@ def _finalize(
     end_reason: str,
     triggerbox: dict[str, Any],
 ) -> dict[str, Any]:
-    writer.flush()
+    # Everything is in: write the partial last chunks too, so the counters cover every row.
+    writer.flush(complete=True)
     pulses_sent = writer.pulses_committed()
+    if pulses_sent != len(recording.pulse_samples):
+        raise RuntimeError(
+            f"{len(recording.pulse_samples)} pulses received but {pulses_sent} committed"
+        )
     accounts = recording.accounting(pulses_sent)
     problems = [f"{a.camera}: {p}" for a in accounts for p in a.problems]
     box_pulses = triggerbox.get("pulses_sent")
