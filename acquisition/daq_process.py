@@ -7,8 +7,9 @@ trigger box is simulated, since in the twin the box's pulses are generated on th
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.synchronize import Event
 from typing import Any
 
@@ -92,6 +93,8 @@ def _run(
     with contextlib.ExitStack() as resources:
         daq = resources.enter_context(make_daq(config, trigger, sim))
         info: dict[str, Any] = {"daq": daq.info()}
+        # Fault knobs that act once acquisition runs.
+        started_callbacks: list[Callable[[], None]] = []
         if trigger.source == "triggerbox" and triggerbox.backend == "sim":
             from acquisition.triggerbox.emulator import TriggerBoxEmulator
 
@@ -99,6 +102,12 @@ def _run(
                 raise ValueError("the simulated trigger box needs the simulated DAQ")
             emulator = resources.enter_context(TriggerBoxEmulator(daq.pulses))
             info["triggerbox_port"] = emulator.port_path
+            unplug_after_s = sim.faults.triggerbox_unplug_after_s
+            if unplug_after_s > 0:
+                unplug = threading.Timer(unplug_after_s, emulator.unplug)
+                unplug.daemon = True
+                started_callbacks.append(unplug.start)
+                resources.callback(unplug.cancel)
 
         record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
         resources.callback(record.close, 2000)
@@ -123,6 +132,8 @@ def _run(
         if command["type"] == "abort":
             return
         daq.start()
+        for callback in started_callbacks:
+            callback()
         control.ack(command)
 
         seq = 0

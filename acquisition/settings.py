@@ -107,6 +107,8 @@ class FaultsConfig:
     cameras: dict[str, CameraFaultConfig] = field(default_factory=dict)
     # Extra time the writer spends on every frame, standing in for a slow disk.
     slow_disk_ms_per_frame: float = field(default=0.0, metadata=ge(0))
+    # Pull the twin trigger box's cable this long after the DAQ starts (0 = never).
+    triggerbox_unplug_after_s: float = field(default=0.0, metadata=ge(0))
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ READY_TIMEOUT_S = 60.0
 COMMAND_TIMEOUT_S = 10.0
 DONE_TIMEOUT_S = 30.0
 STATUS_INTERVAL_S = 0.25
+# How often the trigger box is asked for its pulse count while a trial runs: a box that was
+# unplugged or stopped answering ends the trial within this plus its serial timeout.
+TRIGGERBOX_POLL_S = 0.25
 # Compressed frames are rarely smaller than this share of raw with sensor noise (measured).
 ESTIMATED_COMPRESSION_RATIO = 1.3
 
@@ -271,8 +274,15 @@ class _TrialRun:
     def _run_for(self, duration_s: float) -> None:
         deadline = time.monotonic() + duration_s
         next_status = 0.0
+        next_box_poll = time.monotonic() + TRIGGERBOX_POLL_S
         while time.monotonic() < deadline:
             self._pump(0.05)
+            if self.triggerbox is not None and time.monotonic() >= next_box_poll:
+                try:
+                    self.triggerbox.pulse_count()
+                except Exception as error:
+                    self._fail(f"trigger box: {error}")
+                next_box_poll = time.monotonic() + TRIGGERBOX_POLL_S
             self._check_health()
             if time.monotonic() >= next_status:
                 self._report_status()
@@ -281,6 +291,8 @@ class _TrialRun:
     def _stop(self, reason: str) -> dict[str, Any]:
         """Stop in reverse start order; returns the writer's summary ({} if it never finished)."""
         self.state = TrialState.STOPPING
+        # Seconds from the start of the pulse train to the decision to stop (for the file).
+        stop_after_s = time.monotonic() - (self.running_since_s or self.started_s)
         triggerbox_report: dict[str, Any] = {}
         if self.running_since_s is not None:
             triggerbox_report = self._stop_pulses()
@@ -303,7 +315,12 @@ class _TrialRun:
         if self.failure and self.failure not in reason:
             reason = f"{reason}; {self.failure}"
         self._try_command(
-            "writer", "finish", reason=reason, dead_streams=dead, triggerbox=triggerbox_report
+            "writer",
+            "finish",
+            reason=reason,
+            dead_streams=dead,
+            triggerbox=triggerbox_report,
+            stop_requested_after_s=round(stop_after_s, 4),
         )
         self._await_done(["writer"], DONE_TIMEOUT_S)
         return self.workers["writer"].done or {}

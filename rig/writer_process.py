@@ -227,6 +227,7 @@ def _run(
             config,
             end_reason="; ".join(reasons) or "completed",
             triggerbox=(finish or {}).get("triggerbox", {}),
+            stop_requested_after_s=(finish or {}).get("stop_requested_after_s"),
         )
         control.done(**summary)
     finally:
@@ -239,6 +240,7 @@ def _finalize(
     config: RigConfig,
     end_reason: str,
     triggerbox: dict[str, Any],
+    stop_requested_after_s: float | None,
 ) -> dict[str, Any]:
     # Everything is in: write the partial last chunks too, so the counters cover every row.
     writer.flush(complete=True)
@@ -271,6 +273,8 @@ def _finalize(
         "accounting_problems": "\n".join(problems),
         "accounting_balanced": not problems,
     }
+    if stop_requested_after_s is not None:
+        root_attrs["stop_requested_after_s"] = float(stop_requested_after_s)
     if triggerbox:
         root_attrs["triggerbox_pulses_sent"] = int(box_pulses if box_pulses is not None else -1)
         root_attrs["triggerbox_firmware"] = str(triggerbox.get("firmware_version", ""))

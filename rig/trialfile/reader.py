@@ -267,19 +267,35 @@ class TrialFile:
         return dataset
 
     def _read_committed_rows(self) -> None:
+        """Counters from the two commit slots: the larger of each among the slots that read.
+
+        The writer writes the slots in turn, so a write torn by a crash spoils at most one slot,
+        and every slot that passes its checksum claims only flushed rows.
+        """
         try:
             dataset = self._file[layout.COMMITTED_ROWS]
             if self._live:
                 dataset.refresh()
-            counts = dataset[()]
             names = _plain(dataset.attrs[layout.ATTR_COMMITTED_DATASETS])
+            slot_count = int(dataset.shape[0]) if dataset.ndim == 2 else 0
         except _HDF5_ERRORS as error:
             raise self._error(layout.COMMITTED_ROWS, f"cannot be read: {error}") from error
-        if len(names) != len(counts):
+        if slot_count < 1 or dataset.shape[1] != len(names):
             raise self._error(
                 layout.COMMITTED_ROWS,
-                f"{len(counts)} counters but {len(names)} names in its 'datasets' attribute",
+                f"shape {dataset.shape} does not hold slots of {len(names)} counters, one per "
+                "name in its 'datasets' attribute",
             )
+        slots = []
+        failures = []
+        for slot in range(slot_count):
+            try:
+                slots.append(np.asarray(dataset[slot], dtype=np.int64))
+            except _HDF5_ERRORS as error:
+                failures.append(f"slot {slot}: {error}")
+        if not slots:
+            raise self._error(layout.COMMITTED_ROWS, f"no slot can be read: {'; '.join(failures)}")
+        counts = np.max(np.stack(slots), axis=0)
         self._committed = {str(name): int(count) for name, count in zip(names, counts, strict=True)}
 
     def _available_rows(self, path: str, dataset: h5py.Dataset) -> int:
@@ -418,7 +434,7 @@ class TrialFile:
         expected = np.full_like(daq_sample_index, -1)
         expected[known] = pulses[trigger_index[known]]
         missing = known & (daq_sample_index == -1)
-        wrong = (daq_sample_index != -1) & (daq_sample_index != expected)
+        wrong = known & (daq_sample_index != -1) & (daq_sample_index != expected)
         if missing.any():
             problems.append(
                 f"{group}/{layout.DAQ_SAMPLE_INDEX}: {int(missing.sum())} frames have -1 although "
@@ -430,7 +446,8 @@ class TrialFile:
                 f"{layout.DAQ_TRIGGER_SAMPLE_INDEX}[trigger_index]"
             )
         unpulsed = int((trigger_index >= len(pulses)).sum())
-        if unpulsed:
+        # A crash cuts the DAQ's record at its last commit, which may end before the frames'.
+        if unpulsed and self.closed_cleanly:
             problems.append(
                 f"{group}: {unpulsed} frames have a trigger_index beyond the recorded pulses"
             )

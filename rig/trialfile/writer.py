@@ -42,14 +42,22 @@ _EMPTY_MAPPING: Mapping[str, Any] = MappingProxyType({})
 # Measured (docs/format.md): resizing the frames dataset before every frame gave ~2,900 frames/s,
 # growing it 16-64 frames at a time ~9,400 frames/s. Readers trust the counters, not the extent.
 FRAME_GROWTH_ROWS = 64
-# Per-frame columns: 1024 int64 rows = one 8 KiB chunk, about 2 s of a camera at 500 fps.
-FRAME_COLUMN_CHUNK_ROWS = 1024
-PULSE_CHUNK_ROWS = 1024
-# Analog chunks of about 256 KiB: 0.2 s of 16 channels at 20 kHz.
-ANALOG_CHUNK_BYTES = 256 * 1024
-# The trigger line is mostly runs of 0 and 1: 64 Ki samples compress to a few hundred bytes.
-TRIGGER_LINE_CHUNK_ROWS = 64 * 1024
-STREAM_CHUNK_BYTES = 64 * 1024
+# While the file is live, rows are written (and committed) only in whole chunks: rewriting a chunk
+# that holds committed rows is not crash-safe (a SIGKILL can tear the rewrite, and the chunk's
+# checksum then fails for the committed rows too; measured, docs/format.md). Small chunks keep the
+# committed rows close behind the appended ones.
+# Per-frame columns: 64 int64 rows (512 B), 0.13 s of a camera at 500 fps.
+FRAME_COLUMN_CHUNK_ROWS = 64
+PULSE_CHUNK_ROWS = 64
+# DAQ chunks hold about this long a stretch of samples (a power of two of samples).
+DAQ_CHUNK_DURATION_S = 0.1
+DAQ_CHUNK_ROWS_MIN = 64
+DAQ_CHUNK_ROWS_MAX = 16384
+STREAM_CHUNK_BYTES = 8 * 1024
+# A frame whose trigger pulse has not arrived this long after the frame is written with
+# daq_sample_index -1 (filled in at finalize if the pulse comes later); until then it waits,
+# because its row may not be rewritten once written.
+PULSE_WAIT_NS = 2_000_000_000
 # Buffered rows are written (not yet committed) once a buffer holds this much, so a caller that
 # flushes rarely cannot make the writer hoard memory.
 MAX_BUFFERED_BYTES = 16 * 1024 * 1024
@@ -232,7 +240,7 @@ class TrialFileWriter:
             t_device_ns=int(t_device_ns),
         )
         if camera_writer.buffered_rows >= MAX_BUFFERED_FRAME_ROWS:
-            camera_writer.write_pending(self._pulse_sample_indices.values)
+            camera_writer.write_pending(self._pulse_sample_indices.values, complete=False)
 
     def append_daq(
         self, analog: np.ndarray, trigger_line: np.ndarray, trigger_sample_indices: np.ndarray
@@ -295,23 +303,31 @@ class TrialFileWriter:
 
     # --- committing ------------------------------------------------------------------------------
 
-    def flush(self) -> None:
+    def flush(self, *, complete: bool = False) -> None:
         """Write what is buffered, flush HDF5, then advance the committed counters and flush again.
 
         The counters are written only after the rows they count are on disk, so a crash at any
-        point leaves counters that claim flushed rows only.
+        point leaves counters that claim flushed rows only. Rows go to disk in whole chunks, so
+        the last partial chunk of each dataset waits for the next flush (and a frame waits for
+        its trigger pulse, up to PULSE_WAIT_NS). ``complete=True`` writes and commits those too:
+        use it once the trial's data is all in (``close`` and ``finalize`` do), because rows
+        appended after it rewrite a committed chunk, which a crash could damage.
         """
         self._require_open()
         h5file = self._h5file()
         pulse_sample_indices = self._pulse_sample_indices.values
         for camera_writer in self._cameras.values():
-            camera_writer.write_pending(pulse_sample_indices)
+            camera_writer.write_pending(pulse_sample_indices, complete=complete)
         for appendable in (self._analog, self._trigger_line, self._pulses, *self._streams.values()):
-            appendable.write_pending()
+            appendable.write_pending(complete=complete)
         h5file.flush()
         written = self._rows_written()
-        self._commit_rows[:] = np.array([written[path] for path in self._committed_paths], np.int64)
-        self._commit_clock[:] = np.array([self._flush_count + 1, time.monotonic_ns()], np.int64)
+        counts = np.array([written[path] for path in self._committed_paths], np.int64)
+        # Two slots, written in turn: a write torn by a crash spoils only the slot being written,
+        # and the other still holds the previous commit (readers take the larger valid counts).
+        slot = self._flush_count % 2
+        self._commit_rows[slot] = counts
+        self._commit_clock[slot] = np.array([self._flush_count + 1, time.monotonic_ns()], np.int64)
         h5file.flush()
         self._flush_count += 1
         self._committed = written
@@ -360,8 +376,9 @@ class TrialFileWriter:
                 raise ValueError(
                     f"root attributes {sorted(layout.RESERVED_ROOT_ATTRS)} are the writer's"
                 )
-        self.flush()
+        self.flush(complete=True)
         committed = dict(self._committed)
+        pulse_sample_indices = self._pulse_sample_indices.values.copy()
         self._h5file().close()
         self._file = None
         self._finalized = True
@@ -370,6 +387,13 @@ class TrialFileWriter:
                 dataset = h5file[path]
                 if dataset.shape[0] != rows:
                     dataset.resize(rows, axis=0)
+            for camera_writer in self._cameras.values():
+                # Outside SWMR a rewrite is allowed: fill in pulses that came too late.
+                camera_writer.fill_late_pulses(h5file, pulse_sample_indices)
+            counts = np.array([committed[path] for path in self._committed_paths], np.int64)
+            h5file[layout.COMMITTED_ROWS][:] = np.stack([counts, counts])
+            clock = np.array([self._flush_count, time.monotonic_ns()], np.int64)
+            h5file[layout.COMMIT_CLOCK][:] = np.stack([clock, clock])
             for camera in self._cameras:
                 camera_attrs = h5file[layout.camera_group(camera)].attrs
                 camera_attrs[layout.ATTR_FRAMES_COMMITTED] = np.int64(
@@ -390,11 +414,14 @@ class TrialFileWriter:
             h5file.attrs[layout.ATTR_CLOSED_CLEANLY] = np.uint8(bool(closed_cleanly))
 
     def close(self) -> None:
-        """Flush and close without finalizing (``closed_cleanly`` stays 0). Safe to call twice."""
+        """Flush everything and close without finalizing (``closed_cleanly`` stays 0).
+
+        Safe to call twice; does nothing after ``finalize``.
+        """
         if self._file is None:
             return
         try:
-            self.flush()
+            self.flush(complete=True)
         finally:
             h5file, self._file = self._file, None
             h5file.close()
@@ -430,6 +457,7 @@ class TrialFileWriter:
             raise KeyError(f"unknown camera {camera!r}; cameras: {sorted(self._cameras)}") from None
 
     def _rows_written(self) -> dict[str, int]:
+        """Rows each appendable dataset may claim now: written, and consistent across datasets."""
         written: dict[str, int] = {}
         for name, camera_writer in self._cameras.items():
             rows = camera_writer.rows_written
@@ -438,7 +466,11 @@ class TrialFileWriter:
         samples = min(self._analog.rows_written, self._trigger_line.rows_written)
         written[layout.DAQ_ANALOG] = samples
         written[layout.DAQ_TRIGGER_LINE] = samples
-        written[layout.DAQ_TRIGGER_SAMPLE_INDEX] = self._pulses.rows_written
+        # Claim only pulses inside the claimed samples, so every committed pulse can be looked up.
+        pulses_in_samples = int(
+            np.searchsorted(self._pulse_sample_indices.values, samples, side="left")
+        )
+        written[layout.DAQ_TRIGGER_SAMPLE_INDEX] = min(self._pulses.rows_written, pulses_in_samples)
         for path, appendable in self._streams.items():
             written[path] = appendable.rows_written
         return written
@@ -455,8 +487,7 @@ class _AppendableDataset:
         self.rows_written = 0
         self._pending: list[np.ndarray] = []
         self._pending_bytes = 0
-        chunks = dataset.chunks
-        self._growth_rows = int(chunks[0]) if chunks else 1
+        self.chunk_rows = int(dataset.chunks[0])
 
     @property
     def pending_rows(self) -> int:
@@ -468,23 +499,33 @@ class _AppendableDataset:
         self._pending.append(rows)
         self._pending_bytes += rows.nbytes
         if self._pending_bytes >= MAX_BUFFERED_BYTES:
-            self.write_pending()
+            self.write_pending(complete=False)
 
-    def write_pending(self) -> None:
+    def write_pending(self, *, complete: bool) -> None:
+        """Write the pending rows that fill whole chunks, or all of them if ``complete``."""
         if not self._pending:
             return
         block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
-        end_row = self.rows_written + len(block)
-        self.ensure_rows(end_row)
-        self.dataset[self.rows_written : end_row] = block
+        if complete:
+            row_count = len(block)
+        else:
+            whole_chunk_end = (self.rows_written + len(block)) // self.chunk_rows * self.chunk_rows
+            row_count = max(0, whole_chunk_end - self.rows_written)
+        self._pending = [block[row_count:]] if row_count < len(block) else []
+        self._pending_bytes = sum(rows.nbytes for rows in self._pending)
+        if row_count == 0:
+            return
+        end_row = self.rows_written + row_count
+        _ensure_rows(self.dataset, end_row)
+        self.dataset[self.rows_written : end_row] = block[:row_count]
         self.rows_written = end_row
-        self._pending.clear()
-        self._pending_bytes = 0
 
-    def ensure_rows(self, rows: int) -> None:
-        if rows > self.dataset.shape[0]:
-            grown = math.ceil(rows / self._growth_rows) * self._growth_rows
-            self.dataset.resize(grown, axis=0)
+
+def _ensure_rows(dataset: h5py.Dataset, rows: int) -> None:
+    """Grow the dataset's first axis to at least ``rows``, a whole number of chunks at a time."""
+    if rows > dataset.shape[0]:
+        chunk_rows = int(dataset.chunks[0])
+        dataset.resize(math.ceil(rows / chunk_rows) * chunk_rows, axis=0)
 
 
 class _GrowingInt64Array:
@@ -512,11 +553,13 @@ class _GrowingInt64Array:
 
 
 class _CameraWriter:
-    """One camera's frames (written at once) and per-frame columns (buffered until a flush).
+    """One camera's frames (written at once) and per-frame columns (written in whole chunks).
 
-    A frame's ``daq_sample_index`` is the sample of its trigger pulse; frames usually arrive before
-    the DAQ block that holds their pulse, so such rows are written -1 and kept pending until the
-    pulse is known (then filled in place), or forever -1 if it never comes.
+    A frame's ``daq_sample_index`` is the sample of its trigger pulse. Frames usually arrive
+    before the DAQ block that holds their pulse, and a column row may not be rewritten once
+    written (see FRAME_COLUMN_CHUNK_ROWS), so a row waits in memory until its pulse is known or
+    PULSE_WAIT_NS has passed; then it is written with -1 and filled in at finalize if the pulse
+    came later. A frame whose pulse never comes keeps -1.
     """
 
     def __init__(self, h5file: h5py.File, camera: CameraLayout) -> None:
@@ -525,22 +568,28 @@ class _CameraWriter:
         self.frames = h5file[layout.camera_dataset(camera.name, layout.FRAMES)]
         self.frames_written = 0
         self.columns = {
-            column: _AppendableDataset(h5file[layout.camera_dataset(camera.name, column)])
+            column: h5file[layout.camera_dataset(camera.name, column)]
             for column in layout.FRAME_COLUMNS
         }
+        self.chunk_rows = int(self.columns[layout.FRAME_ID].chunks[0])
+        self.columns_written = 0
+        # Rows [columns_written, frames_written), one list per column.
         self._buffered: dict[str, list[int]] = {column: [] for column in layout.FRAME_COLUMNS}
-        self._pending_rows = np.empty(0, dtype=np.int64)
-        self._pending_trigger_indices = np.empty(0, dtype=np.int64)
-        self._new_pending_rows: list[int] = []
-        self._new_pending_trigger_indices: list[int] = []
+        # Buffered rows still waiting for their pulse: row, trigger index, when appended.
+        self._waiting_rows: list[int] = []
+        self._waiting_trigger_indices: list[int] = []
+        self._waiting_since_ns: list[int] = []
+        # Rows written with daq_sample_index -1 whose pulse may still come: row, trigger index.
+        self._late_rows: list[int] = []
+        self._late_trigger_indices: list[int] = []
 
     @property
     def buffered_rows(self) -> int:
-        return len(self._buffered[layout.FRAME_ID])
+        return self.frames_written - self.columns_written
 
     @property
     def rows_written(self) -> int:
-        return min(self.frames_written, *(c.rows_written for c in self.columns.values()))
+        return min(self.frames_written, self.columns_written)
 
     def append_frame(
         self,
@@ -570,52 +619,50 @@ class _CameraWriter:
         buffered[layout.T_HOST_NS].append(t_host_ns)
         buffered[layout.T_DEVICE_NS].append(t_device_ns)
         if daq_sample_index < 0 <= trigger_index:
-            self._new_pending_rows.append(row)
-            self._new_pending_trigger_indices.append(trigger_index)
+            self._waiting_rows.append(row)
+            self._waiting_trigger_indices.append(trigger_index)
+            self._waiting_since_ns.append(time.monotonic_ns())
 
-    def write_pending(self, pulse_sample_indices: np.ndarray) -> None:
-        """Write buffered columns, filling in every pending daq_sample_index now known."""
-        first_buffered_row = self.columns[layout.DAQ_SAMPLE_INDEX].rows_written
-        blocks = {
-            column: np.asarray(values, dtype=np.int64) for column, values in self._buffered.items()
-        }
-        in_place_rows, in_place_values = self._resolve_pending(
-            pulse_sample_indices, first_buffered_row, blocks[layout.DAQ_SAMPLE_INDEX]
-        )
-        for column, block in blocks.items():
-            self.columns[column].append(block)
-            self.columns[column].write_pending()
-            self._buffered[column].clear()
-        _write_rows_in_place(
-            self.columns[layout.DAQ_SAMPLE_INDEX].dataset, in_place_rows, in_place_values
-        )
+    def write_pending(self, pulse_sample_indices: np.ndarray, *, complete: bool) -> None:
+        """Write the buffered rows that are ready, in whole chunks (all of them if complete)."""
+        first_row = self.columns_written
+        daq_sample_index = self._buffered[layout.DAQ_SAMPLE_INDEX]
+        give_up_before_ns = time.monotonic_ns() - PULSE_WAIT_NS
+        still_waiting: tuple[list[int], list[int], list[int]] = ([], [], [])
+        for row, trigger_index, since_ns in zip(
+            self._waiting_rows, self._waiting_trigger_indices, self._waiting_since_ns, strict=True
+        ):
+            if trigger_index < len(pulse_sample_indices):
+                daq_sample_index[row - first_row] = int(pulse_sample_indices[trigger_index])
+            elif complete or since_ns < give_up_before_ns:
+                self._late_rows.append(row)
+                self._late_trigger_indices.append(trigger_index)
+            else:
+                still_waiting[0].append(row)
+                still_waiting[1].append(trigger_index)
+                still_waiting[2].append(since_ns)
+        self._waiting_rows, self._waiting_trigger_indices, self._waiting_since_ns = still_waiting
+        ready_end = self._waiting_rows[0] if self._waiting_rows else self.frames_written
+        if not complete:
+            ready_end = first_row + (ready_end - first_row) // self.chunk_rows * self.chunk_rows
+        row_count = ready_end - first_row
+        if row_count <= 0:
+            return
+        for column, dataset in self.columns.items():
+            _ensure_rows(dataset, ready_end)
+            dataset[first_row:ready_end] = np.asarray(self._buffered[column][:row_count], np.int64)
+            del self._buffered[column][:row_count]
+        self.columns_written = ready_end
 
-    def _resolve_pending(
-        self, pulse_sample_indices: np.ndarray, first_buffered_row: int, buffered_block: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Fill known pulses into ``buffered_block``; return (rows, values) already on disk."""
-        if self._new_pending_rows:
-            self._pending_rows = np.concatenate(
-                [self._pending_rows, np.asarray(self._new_pending_rows, dtype=np.int64)]
-            )
-            self._pending_trigger_indices = np.concatenate(
-                [
-                    self._pending_trigger_indices,
-                    np.asarray(self._new_pending_trigger_indices, np.int64),
-                ]
-            )
-            self._new_pending_rows.clear()
-            self._new_pending_trigger_indices.clear()
-        known = self._pending_trigger_indices < len(pulse_sample_indices)
-        if not np.any(known):
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        rows = self._pending_rows[known]
-        values = pulse_sample_indices[self._pending_trigger_indices[known]]
-        self._pending_rows = self._pending_rows[~known]
-        self._pending_trigger_indices = self._pending_trigger_indices[~known]
-        in_buffer = rows >= first_buffered_row
-        buffered_block[rows[in_buffer] - first_buffered_row] = values[in_buffer]
-        return rows[~in_buffer], values[~in_buffer]
+    def fill_late_pulses(self, h5file: h5py.File, pulse_sample_indices: np.ndarray) -> None:
+        """At finalize, outside SWMR: daq_sample_index of rows whose pulse came too late."""
+        if not self._late_rows:
+            return
+        rows = np.asarray(self._late_rows, dtype=np.int64)
+        trigger_indices = np.asarray(self._late_trigger_indices, dtype=np.int64)
+        known = (trigger_indices < len(pulse_sample_indices)) & (rows < self.rows_written)
+        dataset = h5file[layout.camera_dataset(self.name, layout.DAQ_SAMPLE_INDEX)]
+        _write_rows_in_place(dataset, rows[known], pulse_sample_indices[trigger_indices[known]])
 
 
 def _write_rows_in_place(dataset: h5py.Dataset, rows: np.ndarray, values: np.ndarray) -> None:
@@ -702,9 +749,9 @@ def _create_layout(
     daq_group = h5file.create_group(layout.DAQ_GROUP)
     daq_group.attrs[layout.ATTR_RATE_HZ] = np.float64(daq.rate_hz)
     channel_count = len(daq.channel_names)
-    analog_chunk_rows = max(1024, ANALOG_CHUNK_BYTES // (4 * channel_count))
+    daq_chunk_rows = _daq_chunk_rows(daq.rate_hz)
     analog = h5file.create_dataset(
-        layout.DAQ_ANALOG, **_column_options(analog_chunk_rows, (channel_count,), np.float32)
+        layout.DAQ_ANALOG, **_column_options(daq_chunk_rows, (channel_count,), np.float32)
     )
     analog.attrs[layout.ATTR_RATE_HZ] = np.float64(daq.rate_hz)
     analog.attrs[layout.ATTR_CHANNEL_NAMES] = _text_array(daq.channel_names)
@@ -712,7 +759,7 @@ def _create_layout(
     analog.attrs[layout.ATTR_KINDS] = _text_array(daq.channel_kinds)
     trigger_line = h5file.create_dataset(
         layout.DAQ_TRIGGER_LINE,
-        **_column_options(TRIGGER_LINE_CHUNK_ROWS, (), np.uint8),
+        **_column_options(daq_chunk_rows, (), np.uint8),
         **hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE),
     )
     trigger_line.attrs[layout.ATTR_LINE_NAME] = daq.trigger_line_name
@@ -724,7 +771,7 @@ def _create_layout(
     for stream in streams:
         dtype = np.dtype(stream.dtype)
         row_bytes = dtype.itemsize * math.prod(stream.row_shape)
-        chunk_rows = int(min(65536, max(16, STREAM_CHUNK_BYTES // row_bytes)))
+        chunk_rows = int(min(4096, max(16, STREAM_CHUNK_BYTES // row_bytes)))
         try:
             h5file.create_dataset(
                 stream.path, **_column_options(chunk_rows, tuple(stream.row_shape), dtype)
@@ -735,21 +782,28 @@ def _create_layout(
     paths = _committed_paths(cameras, streams)
     commit_group = h5file.create_group(layout.COMMIT_GROUP)
     del commit_group  # the datasets below carry the meaning; the group has no attributes
+    # Two slots (rows), each its own chunk, written in turn by successive flushes.
     committed_rows = h5file.create_dataset(
         layout.COMMITTED_ROWS,
-        data=np.zeros(len(paths), dtype=np.int64),
-        chunks=(len(paths),),
-        maxshape=(len(paths),),
+        data=np.zeros((2, len(paths)), dtype=np.int64),
+        chunks=(1, len(paths)),
+        maxshape=(2, len(paths)),
         fletcher32=True,
     )
     committed_rows.attrs[layout.ATTR_COMMITTED_DATASETS] = _text_array(paths)
     h5file.create_dataset(
         layout.COMMIT_CLOCK,
-        data=np.zeros(2, dtype=np.int64),
-        chunks=(2,),
-        maxshape=(2,),
+        data=np.zeros((2, 2), dtype=np.int64),
+        chunks=(1, 2),
+        maxshape=(2, 2),
         fletcher32=True,
     )
+
+
+def _daq_chunk_rows(rate_hz: float) -> int:
+    """A power of two of samples lasting about DAQ_CHUNK_DURATION_S, within the limits."""
+    rows = 2 ** round(math.log2(max(1.0, rate_hz * DAQ_CHUNK_DURATION_S)))
+    return int(min(DAQ_CHUNK_ROWS_MAX, max(DAQ_CHUNK_ROWS_MIN, rows)))
 
 
 def _column_options(chunk_rows: int, row_shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
