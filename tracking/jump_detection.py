@@ -23,6 +23,7 @@ how the samples were cut into blocks or when exactly the poses arrived within th
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -83,7 +84,7 @@ class JumpDetectorSettings:
     # Body weight: mean force over this window, ending this long before the sample judged, so
     # the start of a crouch never drags the reference down with it.
     body_weight_window_ms: float = 500.0
-    body_weight_lag_ms: float = 200.0
+    body_weight_lag_ms: float = 500.0
     # Below this the platform is taken as empty and nothing is detected.
     min_body_weight_n: float = 0.05
     # Force sensor calibration per platform (N per unit of the analog channel).
@@ -91,9 +92,18 @@ class JumpDetectorSettings:
     # Causal moving means: a short one for take-off and landing, a long one for the crouch dip.
     force_smoothing_ms: float = 1.0
     crouch_smoothing_ms: float = 10.0
-    # Crouch: the long-smoothed force dips this far below body weight for this long.
+    # Crouch: the long-smoothed force dips this far below body weight for this long...
     crouch_drop_fraction: float = 0.05
     crouch_confirm_ms: float = 5.0
+    # ...or the hindquarters (these parts) are this far below their still height in this many
+    # frames: a slow crouch barely dips the force.
+    crouch_parts: tuple[str, ...] = ("iliac_crest", "hip")
+    crouch_drop_mm: float = 3.0
+    crouch_confirm_frames: int = 3
+    # The onset is timed on the force dip found up to this long before the detection; a dip
+    # shallower than this (x body weight) is not timed and the first lowered frame stands.
+    crouch_search_ms: float = 1000.0
+    crouch_min_dip_fraction: float = 0.005
     crouch_timeout_s: float = 2.0
     # Push-off: the short-smoothed force rises this far above body weight for this long...
     push_off_rise_fraction: float = 0.2
@@ -142,7 +152,7 @@ class JumpDetectorSettings:
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
-            if spec.name in ("centre_parts", "airborne_parts"):
+            if spec.name in ("centre_parts", "airborne_parts", "crouch_parts"):
                 if not isinstance(value, tuple) or not all(isinstance(p, str) for p in value):
                     raise ValueError(
                         f"JumpDetectorSettings.{spec.name} must be a tuple of part names, "
@@ -157,15 +167,20 @@ class JumpDetectorSettings:
                     )
                 for scale in value:
                     _positive(scale, spec.name)
-            elif spec.name in ("flight_confirm_frames", "min_flight_frames"):
+            elif spec.name in (
+                "flight_confirm_frames",
+                "min_flight_frames",
+                "crouch_confirm_frames",
+            ):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(
                         f"JumpDetectorSettings.{spec.name} must be an integer >= 1, got {value!r}"
                     )
             else:
                 _positive(value, spec.name)
-        if not self.centre_parts:
-            raise ValueError("JumpDetectorSettings.centre_parts must name at least one part")
+        for name in ("centre_parts", "crouch_parts"):
+            if not getattr(self, name):
+                raise ValueError(f"JumpDetectorSettings.{name} must name at least one part")
         if self.min_flight_frames < 2:
             raise ValueError("JumpDetectorSettings.min_flight_frames must be >= 2 to fit a line")
         for name in ("crouch_drop_fraction", "takeoff_force_fraction", "landing_force_fraction"):
@@ -320,6 +335,17 @@ class _PulseLog:
             return None
         return int(self._samples[trigger_index % _PULSE_HISTORY])
 
+    def first_at_or_after(self, sample: int) -> int:
+        """Trigger index of the first held pulse at or after ``sample`` (count when none)."""
+        return (
+            bisect.bisect_left(
+                range(self.oldest_index(), self.count),
+                sample,
+                key=lambda k: int(self._samples[k % _PULSE_HISTORY]),
+            )
+            + self.oldest_index()
+        )
+
     def nearest(self, sample: float) -> int:
         """Trigger index of the held pulse nearest ``sample`` (the earlier one on a tie)."""
         first = self.oldest_index()
@@ -335,8 +361,8 @@ class _PulseLog:
 
 @dataclass
 class _PoseFrames:
-    """Matured pose frames: trigger index, pulse sample, body centre (mm) and the height of the
-    lowest present airborne part (mm; NaN when none is present)."""
+    """Matured pose frames: trigger index, pulse sample, body centre (mm), the height of the
+    lowest present airborne part and of the hindquarters (mm; NaN when not seen)."""
 
     trigger_index: np.ndarray = field(
         default_factory=lambda: np.full(_POSE_HISTORY, -1, dtype=np.int64)
@@ -344,15 +370,29 @@ class _PoseFrames:
     pulse_sample: np.ndarray = field(default_factory=lambda: np.zeros(_POSE_HISTORY, np.int64))
     centre_mm: np.ndarray = field(default_factory=lambda: np.full((_POSE_HISTORY, 3), np.nan))
     lowest_mm: np.ndarray = field(default_factory=lambda: np.full(_POSE_HISTORY, np.nan))
+    crouch_mm: np.ndarray = field(default_factory=lambda: np.full(_POSE_HISTORY, np.nan))
 
     def store(
-        self, trigger_index: int, pulse_sample: int, centre_mm: np.ndarray, lowest_mm: float
+        self,
+        trigger_index: int,
+        pulse_sample: int,
+        centre_mm: np.ndarray,
+        lowest_mm: float,
+        crouch_mm: float,
     ) -> None:
         slot = trigger_index % _POSE_HISTORY
         self.trigger_index[slot] = trigger_index
         self.pulse_sample[slot] = pulse_sample
         self.centre_mm[slot] = centre_mm
         self.lowest_mm[slot] = lowest_mm
+        self.crouch_mm[slot] = crouch_mm
+
+    def crouch_heights(self, first_index: int, stop_index: int) -> np.ndarray:
+        """Hindquarter heights (n,) of the held frames first_index <= k < stop_index."""
+        wanted = np.arange(first_index, stop_index)
+        slots = wanted % _POSE_HISTORY
+        held = self.trigger_index[slots] == wanted
+        return self.crouch_mm[slots[held]]
 
     def between(self, start_sample: float, stop_sample: float) -> np.ndarray:
         """Slots (n,) of frames whose pulse lies strictly inside (start, stop), by trigger index."""
@@ -430,7 +470,7 @@ class JumpDetector:
         body_parts = tuple(body_parts)
         if len(set(body_parts)) != len(body_parts) or not body_parts:
             raise ValueError(f"body_parts must be unique names, got {body_parts}")
-        for set_name in ("centre_parts", "airborne_parts"):
+        for set_name in ("centre_parts", "airborne_parts", "crouch_parts"):
             missing = [p for p in getattr(settings, set_name) if p not in body_parts]
             if missing:
                 raise ValueError(
@@ -442,6 +482,7 @@ class JumpDetector:
         self.emg_channels = {str(name): int(column) for name, column in emg_channels.items()}
         self.body_parts = body_parts
         self._centre_rows = np.array([body_parts.index(p) for p in settings.centre_parts])
+        self._crouch_rows = np.array([body_parts.index(p) for p in settings.crouch_parts])
         self._airborne_rows = np.array(
             [body_parts.index(p) for p in settings.airborne_parts], dtype=np.int64
         )
@@ -467,6 +508,7 @@ class JumpDetector:
         self._landing_confirm = samples(s.landing_confirm_ms)
         self._settle = samples(s.settle_ms)
         self._crouch_timeout = samples(s.crouch_timeout_s * 1e3)
+        self._crouch_search = samples(s.crouch_search_ms)
         self._push_timeout = samples(s.push_off_timeout_s * 1e3)
         self._flight_timeout = samples(s.flight_timeout_s * 1e3)
         self._landing_timeout = samples(s.landing_timeout_s * 1e3)
@@ -486,6 +528,7 @@ class JumpDetector:
             + self._bw_lag
             + self._emg_baseline
             + self._crouch_timeout
+            + self._crouch_search
             + self._push_timeout
             + self._flight_timeout
             + self._pose_wait
@@ -500,6 +543,9 @@ class JumpDetector:
         self._pending_poses: dict[int, np.ndarray] = {}
         self._next_pose_index = 0
         self._frames = _PoseFrames()
+        # Consecutive matured frames with the hindquarters lowered, and the first one's pulse.
+        self._lowered_frames = 0
+        self._first_lowered_sample = 0
         self.poses_dropped = 0
         # Samples waiting to complete a processing chunk: (n, 2 + E) float64.
         self._carry = np.zeros((0, 2 + len(self.emg_channels)))
@@ -746,26 +792,34 @@ class JumpDetector:
             return None
         name, offset = found
         sample = int(samples[offset])
-        jump = _Jump(takeoff_platform=p, body_weight_n=float(body_weight[offset]))
-        self._jump = jump
+        body_weight_n = float(body_weight[offset])
         if name == "crouch":
             run_start = sample - self._crouch_confirm + 1
-            jump.crouch_onset_sample = self._crouch_onset(run_start, jump.body_weight_n)
-            self._snapshot_emg_baseline(jump, math.floor(jump.crouch_onset_sample))
-            self._queue.append(
-                _PendingEvent(
-                    "crouch_onset",
-                    jump.crouch_onset_sample,
-                    {"body_weight_n": jump.body_weight_n},
-                    {},
-                )
-            )
-            self._enter("crouch", sample)
+            self._start_crouch(sample, body_weight_n, float(run_start) - 0.5 * (self._long - 1))
         else:
+            jump = _Jump(takeoff_platform=p, body_weight_n=body_weight_n)
+            self._jump = jump
             run_start = sample - self._push_confirm + 1
             self._snapshot_emg_baseline(jump, run_start)
             self._start_push(jump, run_start, sample)
         return sample
+
+    def _start_crouch(self, sample: int, body_weight_n: float, fallback_onset: float) -> None:
+        """Enter the crouch at ``sample``; its onset is timed on the force dip before it (or is
+        ``fallback_onset`` when the dip is too shallow to time)."""
+        jump = _Jump(takeoff_platform=self._platform, body_weight_n=body_weight_n)
+        self._jump = jump
+        jump.crouch_onset_sample = self._dip_onset(sample, body_weight_n, fallback_onset)
+        self._snapshot_emg_baseline(jump, math.floor(jump.crouch_onset_sample))
+        self._queue.append(
+            _PendingEvent(
+                "crouch_onset",
+                jump.crouch_onset_sample,
+                {"body_weight_n": jump.body_weight_n},
+                {},
+            )
+        )
+        self._enter("crouch", sample)
 
     def _advance_crouch(self, samples: np.ndarray) -> int | None:
         start, stop = int(samples[0]), int(samples[-1]) + 1
@@ -943,6 +997,7 @@ class JumpDetector:
         self._jump = None
         self._enter("still", sample)
         self._still_since = sample + 1
+        self._lowered_frames = 0
 
     def _require_jump(self) -> _Jump:
         if self._jump is None:
@@ -951,23 +1006,35 @@ class JumpDetector:
 
     # --- timing on the force and EMG signals -----------------------------------------------------
 
-    def _crouch_onset(self, run_start: int, body_weight_n: float) -> float:
-        """Fractional sample where the force started to dip: the long-smoothed force's descent
-        through half the crouch drop and the full drop, extrapolated back to no drop, less the
-        moving mean's delay."""
-        s = self.settings
-        half_level = (1.0 - 0.5 * s.crouch_drop_fraction) * body_weight_n
-        full_level = (1.0 - s.crouch_drop_fraction) * body_weight_n
-        oldest = max(self._ring.oldest_index() + self._long, run_start - self._bw_lag)
-        samples = np.arange(oldest, run_start + 1)
-        force = self._moving_mean(self._platform, oldest, run_start + 1, self._long)
+    def _dip_onset(self, detected: int, body_weight_n: float, fallback: float) -> float:
+        """Fractional sample where the force started to dip before a crouch detected at
+        ``detected``: the long-smoothed force's descent through a quarter and a half of the
+        deepest dip since, extrapolated back to no dip, less the moving mean's delay."""
+        start = max(
+            self._ring.oldest_index() + self._long,
+            detected - self._crouch_search,
+            (self._still_since or 0) + self._long,
+        )
+        if detected - start < 2:
+            return fallback
+        samples = np.arange(start, detected + 1)
+        dip = 1.0 - self._moving_mean(self._platform, start, detected + 1, self._long) / (
+            body_weight_n
+        )
+        deepest = int(np.argmax(dip))
+        depth = float(dip[deepest])
+        if not depth >= self.settings.crouch_min_dip_fraction:
+            return fallback
         delay = 0.5 * (self._long - 1)
-        full = _crossing(samples, force, full_level, len(samples) - 1)
-        above_half = np.flatnonzero(force[:-1] >= half_level)
-        if above_half.size == 0:
-            return full - delay
-        half = _crossing(samples, force, half_level, int(above_half[-1]) + 1)
-        return min(half - (full - half), full) - delay
+        below_half = np.flatnonzero(dip[:deepest] < 0.5 * depth)
+        if below_half.size == 0:
+            return fallback
+        half = _crossing(samples, dip, 0.5 * depth, int(below_half[-1]) + 1)
+        below_quarter = np.flatnonzero(dip[: int(below_half[-1]) + 1] < 0.25 * depth)
+        if below_quarter.size == 0:
+            return half - delay
+        quarter = _crossing(samples, dip, 0.25 * depth, int(below_quarter[-1]) + 1)
+        return min(quarter - (half - quarter), quarter) - delay
 
     def _edge_sample(
         self,
@@ -1089,6 +1156,7 @@ class JumpDetector:
             points = self._pending_poses.pop(k, None)
             centre = np.full(3, np.nan)
             lowest = math.nan
+            hindquarters = math.nan
             if points is not None:
                 trunk = points[self._centre_rows]
                 if np.all(np.isfinite(trunk)):
@@ -1097,8 +1165,13 @@ class JumpDetector:
                 heights = heights[np.isfinite(heights)]
                 if heights.size:
                     lowest = float(heights.min())
-            self._frames.store(k, pulse, centre, lowest)
+                rear = points[self._crouch_rows, 2]
+                if np.all(np.isfinite(rear)):
+                    hindquarters = float(rear.mean())
+            self._frames.store(k, pulse, centre, lowest, hindquarters)
             self._next_pose_index = k + 1
+            if processed_stop is not None and self._phase == "still":
+                self._pose_crouch(pulse, hindquarters, processed_stop)
         if processed_stop is None:
             self.poses_dropped += len(self._pending_poses)
             self._pending_poses.clear()
@@ -1106,6 +1179,38 @@ class JumpDetector:
             for stale in [k for k in self._pending_poses if k < self._next_pose_index]:
                 del self._pending_poses[stale]
                 self.poses_dropped += 1
+
+    def _pose_crouch(self, pulse: int, hindquarters_mm: float, processed_stop: int) -> None:
+        """The 3D crouch rule, on one matured frame: the hindquarters stay ``crouch_drop_mm``
+        below their median height over the body-weight window for ``crouch_confirm_frames``
+        frames (frames without them neither count nor break the run)."""
+        if not math.isfinite(hindquarters_mm) or self._still_since is None:
+            return
+        window_stop = pulse - self._bw_lag
+        window_start = window_stop - self._bw_window
+        if window_start < self._still_since:
+            return
+        pulses = self._pulses
+        still = self._frames.crouch_heights(
+            pulses.first_at_or_after(window_start), pulses.first_at_or_after(window_stop)
+        )
+        still = still[np.isfinite(still)]
+        if still.size == 0:
+            return
+        if hindquarters_mm >= float(np.median(still)) - self.settings.crouch_drop_mm:
+            self._lowered_frames = 0
+            return
+        self._lowered_frames += 1
+        if self._lowered_frames == 1:
+            self._first_lowered_sample = pulse
+        if self._lowered_frames < self.settings.crouch_confirm_frames:
+            return
+        sample = processed_stop - 1
+        body_weight_n = float(self._body_weight(sample, sample + 1)[0])
+        if not body_weight_n >= self.settings.min_body_weight_n:
+            return
+        self._runs = {}
+        self._start_crouch(sample, body_weight_n, float(self._first_lowered_sample))
 
     def _check_summary_due(self, processed_stop: int) -> None:
         jump = self._summary_due
@@ -1146,6 +1251,9 @@ class JumpDetector:
         usable = np.all(np.isfinite(centre), axis=1)
         values["flight_frames"] = float(np.count_nonzero(usable))
         if np.count_nonzero(usable) < self.settings.min_flight_frames:
+            return values
+        if values["flight_confirmed"] == 0.0:
+            # The poses saw the mouse on the platform: no ballistic flight to fit.
             return values
         tau_s = (frames.pulse_sample[slots][usable] - jump.takeoff_sample) / self.daq_rate_hz
         fit = _ballistic_fit(tau_s, centre[usable])
@@ -1261,8 +1369,10 @@ def detect_jumps(
 ) -> list[JumpEvent]:
     """The events of a recorded trial: ``analog`` (S, C) from DAQ sample 0, the pulses (P,), and
     the poses (M, K, 3) mm with their trigger indices (M,). Feeds a JumpDetector block by block
-    as the live rig does (a block's pulses, its samples, then the poses of its pulses), so the
-    events equal those the live detector gave."""
+    through the same calls as the live rig: a block's pulses, the poses of those pulses, then
+    its samples. A pose that reaches the live detector within ``pose_wait_ms`` of its pulse
+    counts the same as one given before its samples, so the events equal the live ones, and
+    they do not depend on ``block_samples``."""
     analog = np.asarray(analog)
     pulses = np.asarray(trigger_sample_index, dtype=np.int64)
     points = np.asarray(pose3d_points)
@@ -1299,11 +1409,11 @@ def detect_jumps(
         pulse_stop = int(np.searchsorted(pulses, stop))
         detector.add_pulses(pulses[next_pulse:pulse_stop])
         next_pulse = pulse_stop
-        events += detector.add_samples(start, analog[start:stop])
         pose_stop = int(np.searchsorted(pose_pulse, stop))
         for row in range(next_pose, pose_stop):
             events += detector.add_pose3d(int(pose_index[row]), points[row])
         next_pose = pose_stop
+        events += detector.add_samples(start, analog[start:stop])
     detector.add_pulses(pulses[next_pulse:])
     for row in range(next_pose, pose_index.size):
         events += detector.add_pose3d(int(pose_index[row]), points[row])
