@@ -70,10 +70,10 @@ def test_reader_trusts_counters_over_dataset_sizes(
 ) -> None:
     writer = open_writer()
     synthetic.write_block(writer, 0)
-    writer.flush()
+    writer.flush(complete=True)
     synthetic.write_block(writer, 1)
     # Written to HDF5 but never committed: the reader must not return these rows.
-    writer._analog.write_pending()
+    writer._analog.write_pending(complete=True)
     writer._h5file().flush()
     with open_trial(trial_path) as trial:
         assert trial.opened_in_swmr_mode

@@ -59,7 +59,7 @@ def test_counters_advance_only_at_flush(
     assert writer.frames_committed("cam_left") == 0
     assert writer.samples_committed() == 0
     assert writer.pulses_committed() == 0
-    writer.flush()
+    writer.flush(complete=True)
     assert writer.frames_committed("cam_left") == synthetic.frames_through(1)
     assert writer.frames_committed("cam_right") == synthetic.frames_through(1)
     assert writer.samples_committed() == synthetic.samples_through(1)
@@ -69,46 +69,113 @@ def test_counters_advance_only_at_flush(
     assert writer.frames_committed("cam_left") == synthetic.frames_through(1)
 
 
-def test_frames_before_their_pulse_get_daq_sample_index_later(
-    open_writer: WriterFactory, trial_path: Path, synthetic: SyntheticTrial
-) -> None:
+def test_live_flush_commits_whole_chunks_only(open_writer: WriterFactory, trial_path: Path) -> None:
+    synthetic = SyntheticTrial(seed=3, block_count=13)  # 130 frames, 2600 samples
     writer = open_writer()
-    # Frames 0-9 arrive and are flushed before the DAQ block that holds their pulses.
-    for frame in range(10):
-        for camera in CAMERAS:
+    for block in range(synthetic.block_count):
+        synthetic.write_block(writer, block)
+    writer.flush()
+    paths = (
+        "/cameras/cam_left/frame_id",
+        "/daq/analog",
+        "/daq/trigger_sample_index",
+        "/pose2d/cam_left",
+    )
+    with h5py.File(trial_path, "r", swmr=True) as h5file:
+        chunk_rows = {path: h5file[path].chunks[0] for path in paths}
+    frames, samples = synthetic.frames_through(13), synthetic.samples_through(13)
+
+    def whole_chunks(rows: int, path: str) -> int:
+        return rows // chunk_rows[path] * chunk_rows[path]
+
+    assert writer.frames_committed("cam_left") == whole_chunks(frames, paths[0])
+    assert writer.samples_committed() == whole_chunks(samples, paths[1])
+    # Pulses are claimed only inside the claimed samples.
+    pulses_in_samples = int(np.searchsorted(synthetic.pulses, writer.samples_committed()))
+    assert writer.pulses_committed() == min(whole_chunks(frames, paths[2]), pulses_in_samples)
+    assert writer.rows_committed(paths[3]) == whole_chunks(frames, paths[3])
+    assert 0 < writer.frames_committed("cam_left") < frames
+    assert 0 < writer.samples_committed() < samples
+    writer.flush(complete=True)
+    assert writer.frames_committed("cam_left") == frames
+    assert writer.samples_committed() == samples
+    assert writer.pulses_committed() == frames
+    assert writer.rows_committed(paths[3]) == frames
+
+
+def _append_frames(
+    writer: TrialFileWriter,
+    synthetic: SyntheticTrial,
+    frames: range,
+    cameras: tuple[str, ...] = ("cam_left", "cam_right"),
+) -> None:
+    for frame in frames:
+        for camera in cameras:
             writer.append_frame(
-                camera.name,
-                encode_frame_chunk(synthetic.frames[camera.name][frame]),
+                camera,
+                encode_frame_chunk(synthetic.frames[camera][frame]),
                 frame_id=frame,
                 trigger_index=frame,
                 t_host_ns=frame,
                 t_device_ns=-1,
             )
+
+
+def test_frames_wait_for_their_pulse_before_they_commit(
+    open_writer: WriterFactory, trial_path: Path
+) -> None:
+    synthetic = SyntheticTrial(seed=4, block_count=7)
+    writer = open_writer()
+    # 70 frames arrive before the DAQ blocks holding their pulses: their rows wait in memory.
+    _append_frames(writer, synthetic, range(70))
     writer.flush()
+    assert writer.frames_committed("cam_left") == 0
+    writer.append_daq(synthetic.analog[:1400], synthetic.trigger_line[:1400], synthetic.pulses[:70])
+    writer.flush()
+    assert writer.frames_committed("cam_left") == 64
     with h5py.File(trial_path, "r", swmr=True) as h5file:
-        column = h5file["/cameras/cam_left/daq_sample_index"]
-        np.testing.assert_array_equal(column[:10], -1)
-    writer.append_daq(synthetic.analog[:200], synthetic.trigger_line[:200], synthetic.pulses[:10])
-    # Frame 10's pulse arrives in the same flush; frame 11 has a pulse that never comes.
-    for frame in (10, 11):
-        writer.append_frame(
-            "cam_left",
-            encode_frame_chunk(synthetic.frames["cam_left"][frame]),
-            frame_id=frame,
-            trigger_index=frame,
-            t_host_ns=frame,
-            t_device_ns=-1,
+        np.testing.assert_array_equal(
+            h5file["/cameras/cam_left/daq_sample_index"][:64], synthetic.pulses[:64]
         )
+
+
+def test_late_pulses_are_filled_in_at_finalize(
+    open_writer: WriterFactory, trial_path: Path
+) -> None:
+    synthetic = SyntheticTrial(seed=5, block_count=2)
+    writer = open_writer()
+    _append_frames(writer, synthetic, range(12))
+    writer.append_daq(synthetic.analog[:200], synthetic.trigger_line[:200], synthetic.pulses[:10])
+    # Frames 10 and 11 have no pulse yet: a complete flush writes them with -1 ...
+    writer.flush(complete=True)
+    with h5py.File(trial_path, "r", swmr=True) as h5file:
+        column = h5file["/cameras/cam_left/daq_sample_index"][:12]
+    np.testing.assert_array_equal(column, [*synthetic.pulses[:10], -1, -1])
+    # ... pulse 10 comes later and is filled in at finalize; pulse 11 never comes.
     writer.append_daq(
         synthetic.analog[200:220], synthetic.trigger_line[200:220], synthetic.pulses[10:11]
     )
-    writer.flush()
     writer.finalize(closed_cleanly=True, end_reason="completed")
     with h5py.File(trial_path, "r") as h5file:
         left = h5file["/cameras/cam_left/daq_sample_index"][:]
         right = h5file["/cameras/cam_right/daq_sample_index"][:]
     np.testing.assert_array_equal(left, [*synthetic.pulses[:11], -1])
-    np.testing.assert_array_equal(right, synthetic.pulses[:10])
+    np.testing.assert_array_equal(right, [*synthetic.pulses[:11], -1])
+
+
+def test_frames_stop_waiting_for_a_pulse_that_does_not_come(
+    open_writer: WriterFactory, trial_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rig.trialfile import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "PULSE_WAIT_NS", 0)
+    synthetic = SyntheticTrial(seed=6, block_count=7)
+    writer = open_writer()
+    _append_frames(writer, synthetic, range(64), cameras=("cam_left",))
+    writer.flush()  # the DAQ is silent: after PULSE_WAIT_NS the rows are written with -1
+    assert writer.frames_committed("cam_left") == 64
+    with h5py.File(trial_path, "r", swmr=True) as h5file:
+        assert (h5file["/cameras/cam_left/daq_sample_index"][:64] == -1).all()
 
 
 def test_unknown_trigger_index_keeps_minus_one(
@@ -137,7 +204,7 @@ def test_finalize_trims_and_writes_closing_data(
 ) -> None:
     writer = open_writer()
     synthetic.write_block(writer, 0)
-    writer.flush()
+    writer.flush(complete=True)
     with h5py.File(trial_path, "r", swmr=True) as h5file:
         # Grown in steps, not per row: the extent runs ahead of the committed rows.
         assert h5file["/cameras/cam_left/frames"].shape[0] > synthetic.frames_through(1)
@@ -185,8 +252,9 @@ def test_finalize_trims_and_writes_closing_data(
         np.testing.assert_array_equal(h5file["/sim/truth/points"][:], truth)
         assert [name.decode() for name in h5file["/events/name"][:]] == ["take_off", "landing"]
         committed = h5file["/commit/committed_rows"][:]
+        assert committed.shape[0] == 2 and (committed[0] == committed[1]).all()
         assert committed.max() == synthetic.samples_through(2)
-        flushes, last_flush_ns = h5file["/commit/flush_clock"][:]
+        flushes, last_flush_ns = h5file["/commit/flush_clock"][0]
         assert flushes == 2 and last_flush_ns > 0
 
 
@@ -201,7 +269,8 @@ def test_close_without_finalize_leaves_closed_cleanly_zero(
         assert h5file.attrs["closed_cleanly"] == 0
         assert h5file.attrs["end_reason"] == ""
         names = [str(name) for name in h5file["/commit/committed_rows"].attrs["datasets"]]
-        counts = dict(zip(names, h5file["/commit/committed_rows"][:], strict=True))
+        slots = h5file["/commit/committed_rows"][:]
+        counts = dict(zip(names, slots.max(axis=0), strict=True))
     # close() flushed: everything appended is committed.
     assert counts["/cameras/cam_left/frames"] == synthetic.frames_through(1)
     assert counts["/daq/analog"] == synthetic.samples_through(1)
@@ -311,22 +380,25 @@ def test_buffers_are_written_when_large_without_committing(
 
     monkeypatch.setattr(writer_module, "MAX_BUFFERED_BYTES", 1024)
     writer = open_writer()
+    samples = 3000  # DAQ chunks hold 1024 samples at 10 kHz
     writer.append_daq(
-        np.ones((400, 3), np.float32), np.zeros(400, np.uint8), np.array([], np.int64)
+        np.ones((samples, 3), np.float32), np.zeros(samples, np.uint8), np.array([], np.int64)
     )
     with h5py.File(trial_path, "r", swmr=True) as h5file:
-        assert h5file["/daq/analog"].shape[0] >= 400  # on disk already
+        assert h5file["/daq/analog"].shape[0] == 2048  # whole chunks on disk already
         assert h5file["/commit/committed_rows"][:].max() == 0  # but not claimed
     assert writer.samples_committed() == 0
     writer.flush()
-    assert writer.samples_committed() == 400
+    assert writer.samples_committed() == 2048
+    writer.flush(complete=True)
+    assert writer.samples_committed() == samples
 
 
 def test_writer_is_a_context_manager(trial_path: Path, synthetic: SyntheticTrial) -> None:
     with create_writer(trial_path) as writer:
         synthetic.write_block(writer, 0)
     with h5py.File(trial_path, "r", swmr=True) as h5file:
-        assert h5file["/commit/committed_rows"][0] == synthetic.frames_through(1)
+        assert h5file["/commit/committed_rows"][:, 0].max() == synthetic.frames_through(1)
 
 
 def _datasets(h5file: h5py.File) -> dict[str, h5py.Dataset]:
