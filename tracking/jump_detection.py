@@ -66,6 +66,8 @@ _EDGE_SEARCH_MS = 20.0
 _UNLOADED_LEVEL_MS = 20.0
 # ...ending this long before the moving mean could have seen the edge.
 _EDGE_MARGIN_MS = 1.0
+# The force impulse of a jump starts this long before the crouch onset (or the push-off).
+_REST_MARGIN_MS = 20.0
 
 
 def _positive(value: float, name: str) -> None:
@@ -221,6 +223,12 @@ def _run_completion(cond: np.ndarray, run_before: int, needed: int) -> tuple[int
     n = cond.size
     if n == 0:
         return None, run_before
+    # Most chunks are all one way.
+    if not cond.any():
+        return None, 0
+    if cond.all():
+        total = run_before + n
+        return (max(needed - run_before, 1) - 1 if total >= needed else None), total
     positions = np.arange(n)
     last_false = np.maximum.accumulate(np.where(cond, -1, positions))
     runs = np.where(last_false < 0, positions + 1 + run_before, positions - last_false)
@@ -279,8 +287,10 @@ class _SampleRing:
         if self.first_index < 0:
             self.first_index = first_index
             self.end_index = first_index
-        positions = np.arange(first_index, first_index + rows.shape[0]) % self.capacity
-        self._rows[positions] = rows
+        begin = first_index % self.capacity
+        head = min(rows.shape[0], self.capacity - begin)
+        self._rows[begin : begin + head] = rows[:head]
+        self._rows[: rows.shape[0] - head] = rows[head:]
         self.end_index = first_index + rows.shape[0]
 
     def oldest_index(self) -> int:
@@ -411,13 +421,13 @@ class _Jump:
     takeoff_platform: int
     body_weight_n: float
     crouch_onset_sample: float | None = None
-    push_start_sample: int = 0
+    # A sample before the jump where the mouse stood still: the force impulse starts there.
+    rest_sample: int = 0
     peak_force_n: float = -math.inf
     emg_baseline: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     takeoff_sample: float = math.nan
-    takeoff_detected_sample: int = 0
+    takeoff_vertical_speed_mm_per_s: float = math.nan
     landing_sample: float | None = None
-    landing_detected_sample: int = 0
 
 
 @dataclass
@@ -487,8 +497,7 @@ class JumpDetector:
             [body_parts.index(p) for p in settings.airborne_parts], dtype=np.int64
         )
         self._columns_needed = max(columns) + 1
-        # Column of each thing in the sample ring.
-        self._force_col = (0, 1)
+        # Columns of the sample ring: the forces (0, 1), their running sums, the EMG.
         self._sum_col = (2, 3)
         self._emg_col = {name: 4 + i for i, name in enumerate(self.emg_channels)}
 
@@ -521,22 +530,17 @@ class JumpDetector:
         self._edge_search = samples(_EDGE_SEARCH_MS)
         self._level_window = samples(_UNLOADED_LEVEL_MS)
         self._margin = samples(_EDGE_MARGIN_MS)
-        # Long enough for every look back: the body-weight window before a crouch, the EMG
-        # baseline before it, the EMG search before take-off, a whole flight and the pose wait.
-        ring_samples = (
-            self._bw_window
-            + self._bw_lag
-            + self._emg_baseline
-            + self._crouch_timeout
-            + self._crouch_search
-            + self._push_timeout
-            + self._flight_timeout
-            + self._pose_wait
-            + self._emg_after
-            + 2 * self._edge_search
-            + self._level_window
-            + 2 * self._chunk
-        )
+        self._rest_margin = samples(_REST_MARGIN_MS)
+        # Long enough for every look back: the body weight before the sample judged; the dip
+        # search and EMG baseline before a crouch found in 3D a pose wait late; the force
+        # impulse from the rest before a crouch to take-off; the EMG search around take-off
+        # when the summary is made, a flight and a pose wait after it.
+        ring_samples = max(
+            self._bw_lag + self._bw_window + self._long,
+            self._crouch_search + self._emg_baseline + self._long,
+            self._rest_margin + self._crouch_timeout + self._push_timeout + self._edge_search,
+            self._emg_before + self._flight_timeout + self._pose_wait + self._emg_after,
+        ) + 2 * (self._chunk + self._edge_search + self._level_window + self._emg_smooth)
         self._ring = _SampleRing(ring_samples, 4 + len(self.emg_channels))
         self._running_sum = [0.0, 0.0]
         self._pulses = _PulseLog()
@@ -810,6 +814,7 @@ class JumpDetector:
         jump = _Jump(takeoff_platform=self._platform, body_weight_n=body_weight_n)
         self._jump = jump
         jump.crouch_onset_sample = self._dip_onset(sample, body_weight_n, fallback_onset)
+        jump.rest_sample = math.floor(jump.crouch_onset_sample) - self._rest_margin
         self._snapshot_emg_baseline(jump, math.floor(jump.crouch_onset_sample))
         self._queue.append(
             _PendingEvent(
@@ -844,7 +849,8 @@ class JumpDetector:
         return sample
 
     def _start_push(self, jump: _Jump, run_start: int, sample: int) -> None:
-        jump.push_start_sample = run_start
+        if jump.crouch_onset_sample is None:
+            jump.rest_sample = run_start - self._rest_margin
         jump.peak_force_n = float(
             np.max(self._moving_mean(self._platform, run_start, sample + 1, self._short))
         )
@@ -897,7 +903,7 @@ class JumpDetector:
             self.settings.takeoff_fit_upper_fraction * jump.body_weight_n,
             rising=False,
         )
-        jump.takeoff_detected_sample = sample
+        jump.takeoff_vertical_speed_mm_per_s = self._impulse_vertical_speed(jump, sample)
         self._queue.append(
             _PendingEvent(
                 "takeoff",
@@ -905,11 +911,23 @@ class JumpDetector:
                 {
                     "peak_push_off_force_n": jump.peak_force_n,
                     "body_weight_n": jump.body_weight_n,
+                    "takeoff_vertical_speed_force_mm_per_s": jump.takeoff_vertical_speed_mm_per_s,
                 },
                 {},
             )
         )
         self._enter("flight", sample)
+
+    def _impulse_vertical_speed(self, jump: _Jump, last_sample: int) -> float:
+        """Vertical speed (mm/s) of the centre of mass at take-off from the force impulse since
+        the mouse stood still: v = g (integral of F dt / body weight - time), each sample
+        standing for the interval centred on it (the force is ~0 after take-off)."""
+        rest = max(jump.rest_sample, self._ring.oldest_index() + 1)
+        column = self._sum_col[self._platform]
+        running_sum = self._ring.rows(rest - 1, last_sample + 1, column)
+        impulse_n_s = (running_sum[-1] - running_sum[0]) / self.daq_rate_hz
+        duration_s = (jump.takeoff_sample - (rest - 0.5)) / self.daq_rate_hz
+        return GRAVITY_MM_PER_S2 * (impulse_n_s / jump.body_weight_n - duration_s)
 
     def _advance_flight(self, samples: np.ndarray) -> int | None:
         start, stop = int(samples[0]), int(samples[-1]) + 1
@@ -950,7 +968,6 @@ class JumpDetector:
             self.settings.landing_fit_upper_fraction * jump.body_weight_n,
             rising=True,
         )
-        jump.landing_detected_sample = sample
         self._queue.append(
             _PendingEvent(
                 "landing",
@@ -1144,6 +1161,8 @@ class JumpDetector:
         """Take in the frames whose wait is over (all known ones when ``processed_stop`` is
         None, at the end of the trial); a frame without a pose is kept as missing."""
         pulses = self._pulses
+        matured: list[int] = []
+        matured_pulses: list[int] = []
         while True:
             k = self._next_pose_index
             if k < pulses.oldest_index():
@@ -1153,25 +1172,11 @@ class JumpDetector:
                 break
             if processed_stop is not None and pulse + self._pose_wait >= processed_stop:
                 break
-            points = self._pending_poses.pop(k, None)
-            centre = np.full(3, np.nan)
-            lowest = math.nan
-            hindquarters = math.nan
-            if points is not None:
-                trunk = points[self._centre_rows]
-                if np.all(np.isfinite(trunk)):
-                    centre = trunk.mean(axis=0)
-                heights = points[self._airborne_rows, 2]
-                heights = heights[np.isfinite(heights)]
-                if heights.size:
-                    lowest = float(heights.min())
-                rear = points[self._crouch_rows, 2]
-                if np.all(np.isfinite(rear)):
-                    hindquarters = float(rear.mean())
-            self._frames.store(k, pulse, centre, lowest, hindquarters)
+            matured.append(k)
+            matured_pulses.append(pulse)
             self._next_pose_index = k + 1
-            if processed_stop is not None and self._phase == "still":
-                self._pose_crouch(pulse, hindquarters, processed_stop)
+        if matured:
+            self._store_frames(matured, matured_pulses, processed_stop)
         if processed_stop is None:
             self.poses_dropped += len(self._pending_poses)
             self._pending_poses.clear()
@@ -1180,24 +1185,60 @@ class JumpDetector:
                 del self._pending_poses[stale]
                 self.poses_dropped += 1
 
-    def _pose_crouch(self, pulse: int, hindquarters_mm: float, processed_stop: int) -> None:
-        """The 3D crouch rule, on one matured frame: the hindquarters stay ``crouch_drop_mm``
-        below their median height over the body-weight window for ``crouch_confirm_frames``
-        frames (frames without them neither count nor break the run)."""
-        if not math.isfinite(hindquarters_mm) or self._still_since is None:
-            return
+    def _store_frames(
+        self, trigger_indices: list[int], pulse_samples: list[int], processed_stop: int | None
+    ) -> None:
+        """Reduce the matured frames' poses to what the rules use, store them, and run the 3D
+        crouch rule on them in order."""
+        points = np.full((len(trigger_indices), len(self.body_parts), 3), np.nan)
+        for row, k in enumerate(trigger_indices):
+            pose = self._pending_poses.pop(k, None)
+            if pose is not None:
+                points[row] = pose
+        trunk = points[:, self._centre_rows]
+        centre = np.where(
+            np.all(np.isfinite(trunk), axis=(1, 2))[:, None],
+            trunk.sum(axis=1) / len(self._centre_rows),
+            np.nan,
+        )
+        paws_z = points[:, self._airborne_rows, 2]
+        lowest = np.where(np.isfinite(paws_z), paws_z, np.inf).min(axis=1, initial=np.inf)
+        lowest[np.isinf(lowest)] = np.nan
+        # NaN unless every hindquarter part is there.
+        hindquarters = points[:, self._crouch_rows, 2].sum(axis=1) / len(self._crouch_rows)
+        frames = self._frames
+        baseline_mm: float | None = None
+        for row, k in enumerate(trigger_indices):
+            frames.store(k, pulse_samples[row], centre[row], lowest[row], hindquarters[row])
+            if processed_stop is None or self._phase != "still":
+                continue
+            if baseline_mm is None:
+                baseline_mm = self._still_height(pulse_samples[0])
+            self._pose_crouch(pulse_samples[row], hindquarters[row], baseline_mm, processed_stop)
+
+    def _still_height(self, pulse: int) -> float:
+        """Median hindquarter height (mm) over the body-weight window before ``pulse``, NaN
+        when that window is not wholly in the still phase or holds no such frame."""
         window_stop = pulse - self._bw_lag
         window_start = window_stop - self._bw_window
-        if window_start < self._still_since:
-            return
+        if self._still_since is None or window_start < self._still_since:
+            return math.nan
         pulses = self._pulses
-        still = self._frames.crouch_heights(
+        heights = self._frames.crouch_heights(
             pulses.first_at_or_after(window_start), pulses.first_at_or_after(window_stop)
         )
-        still = still[np.isfinite(still)]
-        if still.size == 0:
+        heights = heights[np.isfinite(heights)]
+        return float(np.median(heights)) if heights.size else math.nan
+
+    def _pose_crouch(
+        self, pulse: int, hindquarters_mm: float, baseline_mm: float, processed_stop: int
+    ) -> None:
+        """The 3D crouch rule, on one matured frame: the hindquarters stay ``crouch_drop_mm``
+        below their still height for ``crouch_confirm_frames`` frames (frames without them
+        neither count nor break the run)."""
+        if not (math.isfinite(hindquarters_mm) and math.isfinite(baseline_mm)):
             return
-        if hindquarters_mm >= float(np.median(still)) - self.settings.crouch_drop_mm:
+        if hindquarters_mm >= baseline_mm - self.settings.crouch_drop_mm:
             self._lowered_frames = 0
             return
         self._lowered_frames += 1
@@ -1282,6 +1323,9 @@ class JumpDetector:
             "takeoff_platform": float(jump.takeoff_platform),
             "peak_push_off_force_n": jump.peak_force_n,
             "body_weight_n": jump.body_weight_n,
+            "takeoff_vertical_speed_force_mm_per_s": jump.takeoff_vertical_speed_mm_per_s,
+            "jump_height_force_mm": max(jump.takeoff_vertical_speed_mm_per_s, 0.0) ** 2
+            / (2.0 * GRAVITY_MM_PER_S2),
         }
         values.update(self._flight_kinematics(jump))
         values.update(self._emg_onsets(jump))

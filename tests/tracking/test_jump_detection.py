@@ -180,6 +180,10 @@ def test_kinematics_match_the_truth(scored: tuple[str, TwinTrial, list[JumpEvent
         f"body weight {100 * weight_error:+.2f}%, flight frames {jump['flight_frames']:.0f}"
     )
     assert abs(height_error) < 2.0
+    # The force plate's own estimate: the vertical impulse from standing still to take-off.
+    force_height_error = jump["jump_height_force_mm"] - truth["jump_height_mm"]
+    print(f"{name}: height from the force impulse {force_height_error:+.2f} mm")
+    assert abs(force_height_error) < 1.0
     assert abs(distance_error) < 5.0
     assert abs(speed_error) < 0.05
     assert abs(force_error) < 0.05
