@@ -575,8 +575,12 @@ def _open_h5(path: Path) -> tuple[h5py.File, bool]:
             if "truncated" in str(error):
                 raise TrialFileError(path, "/", f"truncated: {error}") from error
             first_error = first_error or error
+    hint = ""
+    if "already open for write" in str(first_error):
+        # Marked open for writing but not as a SWMR file: a crash while the writer finalized.
+        hint = "; it was left open outside SWMR mode: clear the mark on a copy with `h5clear -s`"
     raise TrialFileError(
-        path, "/", f"HDF5 cannot open it (damaged?): {first_error}"
+        path, "/", f"HDF5 cannot open it (damaged?): {first_error}{hint}"
     ) from first_error
 
 

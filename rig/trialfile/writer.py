@@ -7,11 +7,12 @@ The life of a file (docs/format.md has the layout and the reasons):
    created, only appended, and readers can open the file while it is written.
 2. Frames arrive already compressed and checksummed (:mod:`acquisition.frame_codec`) and go to
    disk at once with ``write_direct_chunk``; per-frame columns, DAQ samples and other rows are
-   buffered and written at each :meth:`~TrialFileWriter.flush`.
+   buffered and written at each :meth:`~TrialFileWriter.flush`, in whole chunks only, so a chunk
+   that holds committed rows is never rewritten while the file is live.
 3. :meth:`~TrialFileWriter.flush` writes what is buffered, flushes HDF5, and only then advances the
-   committed counters (``/commit/committed_rows``) and flushes again, so a counter never claims a
-   row that is not on disk. A file cut off at any moment (SIGKILL, power) holds the rows the
-   counters claim.
+   committed counters (``/commit/committed_rows``, two slots written in turn) and flushes again,
+   so a counter never claims a row that is not on disk. A file cut off at any moment (SIGKILL,
+   power) holds the rows the counters claim.
 4. :meth:`~TrialFileWriter.finalize` leaves SWMR, trims every dataset to its committed rows and
    writes the closing attributes (``closed_cleanly``, ``end_reason``, ``closed_utc``, drop counts,
    extra datasets such as ground truth).
@@ -218,7 +219,8 @@ class TrialFileWriter:
         t_host_ns: int,
         t_device_ns: int,
     ) -> None:
-        """Store one frame chunk from ``encode_frame_chunk`` at once; its columns at the next flush.
+        """Store one frame chunk from ``encode_frame_chunk`` at once; its per-frame columns go to
+        disk at a flush once its trigger pulse is known (see :class:`_CameraWriter`).
 
         ``trigger_index`` -1 means unknown (its ``daq_sample_index`` then stays -1).
         """
@@ -488,10 +490,6 @@ class _AppendableDataset:
         self._pending: list[np.ndarray] = []
         self._pending_bytes = 0
         self.chunk_rows = int(dataset.chunks[0])
-
-    @property
-    def pending_rows(self) -> int:
-        return sum(len(block) for block in self._pending)
 
     def append(self, rows: np.ndarray) -> None:
         if len(rows) == 0:
