@@ -677,7 +677,8 @@ class JumpDetector:
         if self._summary_due is not None:
             self._queue_summary(self._summary_due)
             self._summary_due = None
-        elif self._phase == "flight" and self._jump is not None:
+        if self._phase == "flight" and self._jump is not None:
+            # In the air when the trial ended: a jump without a landing.
             self._queue_summary(self._jump)
             self._jump = None
         self._finished = True
