@@ -129,7 +129,7 @@ def test_pulses_start_the_clock_and_without_them_times_are_unknown() -> None:
         ("emg_threshold_sd", True),
     ],
 )
-def test_settings_reject_bad_values(name: str, value: object) -> None:
+def test_settings_reject_bad_values(name: str, value: Any) -> None:
     with pytest.raises(ValueError, match=name):
         JumpDetectorSettings(**{name: value})
 
