@@ -839,12 +839,20 @@ def _create_static_datasets(h5file: h5py.File, datasets: Mapping[str, np.ndarray
         if path in h5file:
             raise ValueError(f"dataset {path} already exists in the trial file")
         array = np.asarray(data)
-        if array.dtype.kind in "US" or array.dtype == object:
+        if array.dtype.kind == "U" or array.dtype == object:
+            # HDF5 has no fixed-width unicode: store variable-length UTF-8 text.
             h5file.create_dataset(path, data=array.astype(str).astype(h5py.string_dtype()))
-        elif array.size and array.ndim and array.dtype.kind in "biufc":
+        elif array.size and array.ndim and _fixed_size(array.dtype):
             h5file.create_dataset(path, data=array, fletcher32=True, chunks=True)
         else:
             h5file.create_dataset(path, data=array)
+
+
+def _fixed_size(dtype: np.dtype) -> bool:
+    """Numbers, fixed-length bytes, and tables (compound) made only of those: checksummable."""
+    if dtype.names is not None:
+        return all(_fixed_size(dtype[name]) for name in dtype.names)
+    return dtype.kind in "biufcS"
 
 
 def _attr_value(key: str, value: Any) -> Any:

@@ -211,6 +211,16 @@ def test_finalize_trims_and_writes_closing_data(
         assert h5file.attrs["closed_cleanly"] == 0
     synthetic.write_block(writer, 1)
     truth = np.arange(20 * 10 * 3, dtype=np.float32).reshape(20, 10, 3)
+    events = np.array(
+        [(0, b"takeoff", 12, 247, 0.024), (1, b"landing", 19, 387, 0.038)],
+        dtype=[
+            ("event_number", "<i8"),
+            ("name", "S32"),
+            ("trigger_index", "<i8"),
+            ("daq_sample_index", "<i8"),
+            ("t_s", "<f8"),
+        ],
+    )
     writer.finalize(
         closed_cleanly=True,
         end_reason="completed",
@@ -227,6 +237,7 @@ def test_finalize_trims_and_writes_closing_data(
             "/cameras/cam_left/dropped_trigger_indices": np.array([4, 9, 12], dtype=np.int64),
             "/sim/truth/points": truth,
             "/events/name": np.array(["take_off", "landing"]),
+            "/events/table": events,
         },
     )
     writer.close()  # a no-op after finalize
@@ -251,6 +262,8 @@ def test_finalize_trims_and_writes_closing_data(
         np.testing.assert_array_equal(left["dropped_trigger_indices"][:], [4, 9, 12])
         np.testing.assert_array_equal(h5file["/sim/truth/points"][:], truth)
         assert [name.decode() for name in h5file["/events/name"][:]] == ["take_off", "landing"]
+        np.testing.assert_array_equal(h5file["/events/table"][:], events)
+        assert h5file["/events/table"].fletcher32
         committed = h5file["/commit/committed_rows"][:]
         assert committed.shape[0] == 2 and (committed[0] == committed[1]).all()
         assert committed.max() == synthetic.samples_through(2)
