@@ -81,7 +81,7 @@ def machine_info() -> dict[str, Any]:
         "usable_cores": usable_cores,
         "memory_gb": _memory_gb(),
         # Other work on the machine while measuring skews every figure: recorded, not hidden.
-        "load_average_1min": _load_average(),
+        "load_average_1min": load_average_1min(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -111,6 +111,15 @@ def print_table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[Co
     for line in cells:
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
     sys.stdout.flush()
+
+
+def print_machine(machine: dict[str, Any]) -> None:
+    """One line saying what the numbers were measured on and how busy the machine was."""
+    print(
+        f"\nmeasured on {machine['usable_cores']} cores ({machine['cpu_model']}), "
+        f"load average {machine['load_average_1min']} at the start, "
+        f"{machine.get('load_average_1min_end')} at the end"
+    )
 
 
 def median_of(values: Sequence[float]) -> float:
@@ -231,7 +240,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _load_average() -> float | None:
+def load_average_1min() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):

@@ -31,8 +31,10 @@ import numpy as np
 from benchlib import (
     Column,
     add_common_arguments,
+    load_average_1min,
     machine_info,
     parse_size,
+    print_machine,
     print_table,
     size_label,
     use_single_threaded_compute,
@@ -238,6 +240,7 @@ def record_at(
 
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    machine = machine_info()  # before the load of the benchmark itself
     use_single_threaded_compute()
     quick: bool = arguments.quick
     rates_hz: tuple[float, ...] = arguments.rates or (QUICK_RATES_HZ if quick else DEFAULT_RATES_HZ)
@@ -275,7 +278,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": NAME,
         "quick": quick,
-        "machine": machine_info(),
+        "machine": {**machine, "load_average_1min_end": load_average_1min()},
         "settings": {
             "config": str(arguments.config),
             "rates_hz": list(rates_hz),
@@ -293,6 +296,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_results(results: dict[str, Any]) -> None:
+    print_machine(results["machine"])
     settings = results["settings"]
     print_table(
         f"Whole recorder, {settings['cameras']} cameras at {settings['size']}, "

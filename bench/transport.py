@@ -46,9 +46,11 @@ from benchlib import (
     Column,
     add_common_arguments,
     best_of_runs,
+    load_average_1min,
     machine_info,
     parse_size,
     percentiles_us,
+    print_machine,
     print_table,
     size_label,
     synthetic_frames,
@@ -455,6 +457,7 @@ def frames_for(height: int, width: int, gb_per_run: float, minimum: int) -> int:
 
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    machine = machine_info()  # before the load of the benchmark itself
     thread_settings = use_single_threaded_compute()
     quick: bool = arguments.quick
     sizes: list[tuple[int, int]] = arguments.sizes or (QUICK_SIZES if quick else DEFAULT_SIZES)
@@ -480,7 +483,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": NAME,
         "quick": quick,
-        "machine": machine_info(),
+        "machine": {**machine, "load_average_1min_end": load_average_1min()},
         "settings": {
             "sizes": [size_label(h, w) for h, w in sizes],
             "gb_per_run": gb_per_run,
@@ -501,6 +504,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_results(results: dict[str, Any]) -> None:
+    print_machine(results["machine"])
     print_table(
         "Throughput, camera process -> writer side (median of repeats)",
         results["throughput"],

@@ -39,8 +39,10 @@ from benchlib import (
     Column,
     add_common_arguments,
     best_of_runs,
+    load_average_1min,
     machine_info,
     parse_size,
+    print_machine,
     print_table,
     size_label,
     synthetic_frames,
@@ -309,6 +311,7 @@ def _compression_job(
 
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    machine = machine_info()  # before the load of the benchmark itself
     thread_settings = use_single_threaded_compute()
     quick: bool = arguments.quick
     height, width = arguments.size or ((120, 160) if quick else (480, 640))
@@ -338,7 +341,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": NAME,
         "quick": quick,
-        "machine": machine_info(),
+        "machine": {**machine, "load_average_1min_end": load_average_1min()},
         "settings": {
             "dir": str(parent.resolve()),
             "cameras": plan.cameras,
@@ -362,6 +365,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_results(results: dict[str, Any]) -> None:
+    print_machine(results["machine"])
     print_table(
         f"Writer throughput, {results['settings']['cameras']} cameras, with fsync "
         "(median of repeats)",
