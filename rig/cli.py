@@ -46,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     devices.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="rig TOML config")
     devices.set_defaults(handler=_devices)
 
+    track = commands.add_parser(
+        "track",
+        help="infer every frame not inferred live, triangulate, detect jumps (rewrites the file's "
+        "/pose2d, /pose3d and /events)",
+    )
+    track.add_argument("file", type=Path)
+    track.add_argument(
+        "--config", type=Path, help="rig config for the tracking settings (default: the file's own)"
+    )
+    track.set_defaults(handler=_track)
+
     inspect = commands.add_parser("inspect", help="summarize a trial file")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -91,9 +102,50 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_TRIAL_FAILED
     printer.finish()
     balanced = print_trial_summary(result, sys.stdout)
+    tracking = config.tracking
+    if tracking.enabled and tracking.complete_after_trial and result.writer_summary:
+        _complete_and_report(result.path, config)
     if not result.completed:
         return EXIT_TRIAL_FAILED
     return EXIT_OK if balanced else EXIT_ACCOUNTING
+
+
+def _complete_and_report(path: Path, config: RigConfig) -> None:
+    from rig.complete_tracking import complete_tracking
+    from rig.console import print_tracking_report
+    from rig.tracking_report import tracking_report
+
+    print("\ncompleting the tracking (frames not inferred live, 3D, jumps) ...", flush=True)
+    summary = complete_tracking(path, config.tracking, on_progress=lambda line: print(f"  {line}"))
+    print(
+        f"  inferred offline: {summary.frames_inferred_offline}; "
+        f"{summary.trigger_indices_triangulated} trigger indices in 3D; {summary.events} events"
+    )
+    print_tracking_report(tracking_report(path), sys.stdout)
+
+
+def _track(args: argparse.Namespace) -> int:
+    from rig.trialfile.reader import TrialFileError, open_trial
+
+    try:
+        with open_trial(args.file) as trial:
+            stored_config = str(trial.attrs.get("config", ""))
+    except TrialFileError as error:
+        print(f"rig: {error}", file=sys.stderr)
+        return EXIT_TRIAL_FAILED
+    if args.config is not None:
+        config = _load(args.config, {})
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            stored = Path(folder) / "config.toml"
+            stored.write_text(stored_config)
+            config = _load(stored, {"tracking.enabled": True})
+    if config is None:
+        return EXIT_USAGE
+    _complete_and_report(args.file, config)
+    return EXIT_OK
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -117,6 +169,11 @@ def _inspect(args: argparse.Namespace) -> int:
     except TrialFileError as error:
         print(f"rig: {error}", file=sys.stderr)
         return EXIT_TRIAL_FAILED
+    from rig.tracking_report import tracking_report
+
+    tracking = tracking_report(args.file)
+    if tracking:
+        summary["tracking"] = tracking
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=_json_default)
         sys.stdout.write("\n")

@@ -30,6 +30,7 @@ from acquisition.settings import (
     ge,
     gt,
 )
+from tracking.settings import TrackingSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "sim.toml"
 
@@ -74,6 +75,7 @@ class RigConfig:
     cameras: tuple[CameraConfig, ...] = ()
     endpoints: EndpointsConfig = EndpointsConfig()
     sim: SimConfig = SimConfig()
+    tracking: TrackingSettings = TrackingSettings()
     # Where the config came from; not a key of the file.
     source_path: str = field(default="", metadata={"internal": True})
 
@@ -111,9 +113,28 @@ def load_config(
     for dotted_key, value in (overrides or {}).items():
         _set_dotted(table, dotted_key, value)
     config = _build(RigConfig, table, "", path)
-    config = dataclasses.replace(config, source_path=str(path))
+    config = dataclasses.replace(
+        config, source_path=str(path), tracking=_resolve_tracking_paths(config.tracking, path)
+    )
     _check_rig(config, path)
     return config
+
+
+def _resolve_tracking_paths(tracking: TrackingSettings, path: Path) -> TrackingSettings:
+    """Model and calibration paths relative to the config file's folder, made absolute."""
+    base = path.resolve().parent
+
+    def resolve(value: str) -> str:
+        return str((base / value).resolve()) if value and not Path(value).is_absolute() else value
+
+    return dataclasses.replace(
+        tracking,
+        model=resolve(tracking.model),
+        camera_models={name: resolve(value) for name, value in tracking.camera_models.items()},
+        calibration=tracking.calibration
+        if tracking.calibration == "twin"
+        else resolve(tracking.calibration),
+    )
 
 
 def _set_dotted(table: dict[str, Any], dotted_key: str, value: Any) -> None:
@@ -256,6 +277,35 @@ def _check_rig(config: RigConfig, path: Path) -> None:
                 "twin cameras and software_per_pulse GenICam cameras take their pulses from the "
                 "simulated DAQ's trigger line: needs daq.backend = 'sim'",
             )
+    tracking = config.tracking
+    if tracking.enabled:
+        for name in tracking.camera_models:
+            if name not in seen:
+                raise ConfigError(
+                    path, f"tracking.camera_models.{name}", f"no camera named {name!r}"
+                )
+        for camera in config.cameras:
+            model = tracking.model_for(camera.name)
+            if not model:
+                raise ConfigError(
+                    path, "tracking.model", f"no pose model for camera {camera.name!r}"
+                )
+            if not (Path(model) / "pose_cfg.yaml").is_file():
+                key = (
+                    f"tracking.camera_models.{camera.name}"
+                    if camera.name in tracking.camera_models
+                    else "tracking.model"
+                )
+                raise ConfigError(path, key, f"{model} is not a model folder (no pose_cfg.yaml)")
+        if tracking.calibration == "twin":
+            if any(camera.backend != "sim" for camera in config.cameras):
+                raise ConfigError(
+                    path,
+                    "tracking.calibration",
+                    "'twin' needs twin cameras: give a calibration file",
+                )
+        elif not Path(tracking.calibration).is_file():
+            raise ConfigError(path, "tracking.calibration", f"{tracking.calibration}: no such file")
     if config.triggerbox.backend == "serial" and not config.triggerbox.port:
         raise ConfigError(path, "triggerbox.port", "required when triggerbox.backend = 'serial'")
 

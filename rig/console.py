@@ -102,3 +102,43 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def print_tracking_report(report: dict[str, Any], stream: TextIO) -> None:
+    """The tracking part of a trial's summary: poses, 3D error against truth, the jump."""
+    write = stream.write
+    for camera, poses in report.get("pose2d", {}).items():
+        write(
+            f"  2D {camera}: {poses['frames']} frames, {poses['inferred_live']} inferred live, "
+            f"median likelihood {_short(poses['median_likelihood'])}\n"
+        )
+    pose3d = report.get("pose3d")
+    if pose3d:
+        write(
+            f"  3D: {pose3d['points_triangulated']} points over {pose3d['trigger_indices']} "
+            f"trigger indices, median reprojection error "
+            f"{_short(pose3d['median_reprojection_error_px'])} px\n"
+        )
+        truth = pose3d.get("error_vs_truth_mm")
+        if truth:
+            write(
+                f"  3D error against the twin's truth: median {_short(truth['median'])} mm, "
+                f"p95 {_short(truth['p95'])} mm ({truth['points']} points)\n"
+            )
+    jump = report.get("last_jump")
+    if jump:
+        shown = (
+            "takeoff_s",
+            "landing_s",
+            "flight_time_s",
+            "jump_height_mm",
+            "jump_distance_mm",
+            "takeoff_speed_mm_per_s",
+            "peak_push_off_force_n",
+        )
+        write("  jump: " + ", ".join(f"{k} {_short(jump[k])}" for k in shown if k in jump) + "\n")
+    versus = report.get("last_jump_vs_truth")
+    if versus:
+        write(
+            "  jump minus truth: " + ", ".join(f"{k} {_short(v)}" for k, v in versus.items()) + "\n"
+        )

@@ -112,8 +112,7 @@ def _serial_ports(config: RigConfig) -> DeviceReport:
         usb = f" [{port['usb_id']}]" if port["usb_id"] else ""
         report.found.append(f"{port['device']}: {port['description']}{usb}")
     if uses_box and config.triggerbox.backend == "serial":
-        port = config.triggerbox.port
-        is_url = "://" in port
-        if not is_url and port not in {p["device"] for p in ports}:
-            report.missing.append(f"serial port {port!r} (triggerbox.port) not found")
+        wanted = config.triggerbox.port
+        if "://" not in wanted and wanted not in {p["device"] for p in ports}:
+            report.missing.append(f"serial port {wanted!r} (triggerbox.port) not found")
     return report

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from acquisition.sim.camera_model import twin_cameras
 from acquisition.sim.faults import dropped_trigger_indices
 from acquisition.sim.signals import AnalogTwin
 from acquisition.sim.skeleton import BODY_PARTS, JumpModel
@@ -23,7 +22,7 @@ DURATION_EVENTS = frozenset({"flight_time_s"})
 def twin_truth_datasets(
     config: RigConfig, trigger_sample_index: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-    """Datasets and group attributes of ``/sim`` and ``/calibration`` for a twin trial.
+    """Datasets and group attributes of ``/sim`` for a twin trial.
 
     ``trigger_sample_index``: (P,) DAQ sample of every recorded pulse; pulse 0 is twin time 0.
     """
@@ -57,17 +56,4 @@ def twin_truth_datasets(
     attrs["/sim/truth"] = truth_attrs
     attrs["/sim"] = {"seed": config.sim.seed}
 
-    first = config.cameras[0]
-    models = twin_cameras(
-        config.camera_names, first.width, first.height, gap_mm=config.sim.jump.gap_mm
-    )
-    for model in models:
-        group = f"/calibration/{model.name}"
-        datasets[f"{group}/matrix"] = np.asarray(model.matrix, dtype=np.float64)
-        datasets[f"{group}/distortion"] = np.asarray(model.distortion, dtype=np.float64)
-        datasets[f"{group}/rotation_vector"] = np.asarray(model.rotation_vector, dtype=np.float64)
-        datasets[f"{group}/translation_mm"] = np.asarray(model.translation_mm, dtype=np.float64)
-        attrs[group] = {"width": model.width, "height": model.height}
-        attrs[f"/cameras/{model.name}"] = {"calibration": group}
-    attrs["/calibration"] = {"source": "digital twin (exact)", "units": "mm"}
     return datasets, attrs

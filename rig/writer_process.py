@@ -35,6 +35,7 @@ from acquisition.transport import (
 )
 from acquisition.worker import setup_worker
 from rig.accounting import CameraAccounting, account_camera
+from rig.calibration_record import TWIN, calibration_datasets, trial_camera_group
 from rig.config import RigConfig
 from rig.trialfile.writer import CameraLayout, DaqLayout, TrialFileWriter
 from rig.twin_truth import twin_truth_datasets
@@ -283,8 +284,17 @@ def _finalize(
             config, np.array(recording.pulse_samples, dtype=np.int64)
         )
         datasets.update(truth_datasets)
-        for group, attrs in truth_attrs.items():
-            group_attrs.setdefault(group, {}).update(attrs)
+        for path, attrs in truth_attrs.items():
+            group_attrs.setdefault(path, {}).update(attrs)
+    camera_group = trial_camera_group(config)
+    if camera_group is not None:
+        calibration_source = config.tracking.calibration
+        if calibration_source == TWIN:
+            calibration_source = "digital twin (exact)"
+        calibration, calibration_attrs = calibration_datasets(camera_group, calibration_source)
+        datasets.update(calibration)
+        for path, attrs in calibration_attrs.items():
+            group_attrs.setdefault(path, {}).update(attrs)
     writer.finalize(
         closed_cleanly=True,
         end_reason=end_reason,
