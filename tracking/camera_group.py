@@ -37,6 +37,57 @@ IDENTITY_3.setflags(write=False)
 _CAMERA_TABLE = re.compile(r"cam_(\d+)")
 
 
+@dataclass(frozen=True, eq=False)
+class LensArrays:
+    """Intrinsics of one or many cameras as arrays that broadcast against point arrays.
+
+    For C cameras and points laid out (..., C, N), each field has shape (1, C, 1) (see
+    ``for_cameras``); for one value per observation, shape (O,).
+    """
+
+    fx: np.ndarray
+    fy: np.ndarray
+    cx: np.ndarray
+    cy: np.ndarray
+    skew: np.ndarray
+    k1: np.ndarray
+    k2: np.ndarray
+    p1: np.ndarray
+    p2: np.ndarray
+    k3: np.ndarray
+
+    @classmethod
+    def for_cameras(
+        cls, matrices: np.ndarray, distortions: np.ndarray, shape: tuple[int, ...]
+    ) -> LensArrays:
+        """From camera matrices (C, 3, 3) and distortions (C, 5), each field reshaped to shape."""
+        fields = (
+            matrices[:, 0, 0],
+            matrices[:, 1, 1],
+            matrices[:, 0, 2],
+            matrices[:, 1, 2],
+            matrices[:, 0, 1],
+            *(distortions[:, index] for index in range(5)),
+        )
+        return cls(
+            *(np.ascontiguousarray(field, dtype=np.float64).reshape(shape) for field in fields)
+        )
+
+    def to_pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Undistorted normalized coordinates -> pixels (u, v): OpenCV's (k1, k2, p1, p2, k3)
+        lens model written out, so that many cameras and points cost one numpy pass."""
+        xy = x * y
+        x2 = x * x
+        y2 = y * y
+        r2 = x2 + y2
+        radial = 1.0 + r2 * (self.k1 + r2 * (self.k2 + r2 * self.k3))
+        x_distorted = x * radial + 2.0 * self.p1 * xy + self.p2 * (r2 + 2.0 * x2)
+        y_distorted = y * radial + self.p1 * (r2 + 2.0 * y2) + 2.0 * self.p2 * xy
+        u = self.fx * x_distorted + self.skew * y_distorted + self.cx
+        v = self.fy * y_distorted + self.cy
+        return u, v
+
+
 def _frozen_array(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     try:
         array = np.array(value, dtype=np.float64)
@@ -379,9 +430,24 @@ class CameraGroup:
         except ValueError as error:
             raise ValueError(f"{source}: {error}") from None
 
+    def to_toml(self) -> str:
+        """anipose's calibration TOML as text, one line per key as aniposelib writes it."""
+        document = self.to_anipose()
+        parts = []
+        for index in range(len(self._cameras)):
+            entry = document[f"cam_{index}"]
+            lines = [f"[cam_{index}]", tomli_w.dumps({"name": entry["name"]}).strip()]
+            lines += [
+                f"{key} = {_toml_numbers(entry[key])}"
+                for key in ("size", "matrix", "distortions", "rotation", "translation")
+            ]
+            parts.append("\n".join(lines) + "\n")
+        parts.append(tomli_w.dumps({METADATA_KEY: document[METADATA_KEY]}))
+        return "\n".join(parts)
+
     def save(self, path: str | Path) -> None:
         """Write anipose's calibration TOML to ``path``."""
-        Path(path).write_bytes(tomli_w.dumps(self.to_anipose()).encode("utf-8"))
+        Path(path).write_bytes(self.to_toml().encode("utf-8"))
 
     @classmethod
     def load(cls, path: str | Path) -> CameraGroup:
@@ -398,6 +464,17 @@ class CameraGroup:
 def _camera_key_order(key: str) -> tuple[int, int, str]:
     match = _CAMERA_TABLE.fullmatch(key)
     return (0, int(match.group(1)), key) if match else (1, 0, key)
+
+
+def _toml_numbers(value: Any) -> str:
+    """A number or nested list of numbers as a one-line TOML array (floats round-trip exactly)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_numbers(item) for item in value) + "]"
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

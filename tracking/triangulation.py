@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tracking.camera_group import IDENTITY_3, UNDISTORT_CRITERIA, CameraGroup
+from tracking.camera_group import IDENTITY_3, UNDISTORT_CRITERIA, CameraGroup, LensArrays
 
 DEFAULT_MIN_LIKELIHOOD = 0.5
 DEFAULT_MAX_REPROJECTION_PX = 8.0
@@ -178,7 +178,7 @@ class _Geometry:
     normal_basis: np.ndarray  # (4C, 16), see _dlt
     rotations_transposed: np.ndarray  # (C, 3, 3)
     translations_mm: np.ndarray  # (1, C, 1, 3)
-    lens: dict[str, np.ndarray]  # each (1, C, 1): fx, fy, cx, cy, skew, k1, k2, k3, p1, p2
+    lens: LensArrays  # fields (1, C, 1)
 
 
 _GEOMETRY_CACHE: weakref.WeakKeyDictionary[CameraGroup, _Geometry] = weakref.WeakKeyDictionary()
@@ -207,31 +207,13 @@ def _build_geometry(group: CameraGroup) -> _Geometry:
                 np.outer(p0, p0) + np.outer(p1, p1),
             )
         )
-    matrices = group.matrices
-    distortions = group.distortions
-
-    def per_camera(values: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(values, dtype=np.float64).reshape(1, -1, 1)
-
-    lens = {
-        "fx": per_camera(matrices[:, 0, 0]),
-        "fy": per_camera(matrices[:, 1, 1]),
-        "cx": per_camera(matrices[:, 0, 2]),
-        "cy": per_camera(matrices[:, 1, 2]),
-        "skew": per_camera(matrices[:, 0, 1]),
-        "k1": per_camera(distortions[:, 0]),
-        "k2": per_camera(distortions[:, 1]),
-        "p1": per_camera(distortions[:, 2]),
-        "p2": per_camera(distortions[:, 3]),
-        "k3": per_camera(distortions[:, 4]),
-    }
     return _Geometry(
         camera_matrices=tuple(camera.matrix for camera in group.cameras),
         distortions=tuple(camera.distortion for camera in group.cameras),
         normal_basis=np.stack(terms).reshape(4 * len(group), 16),
         rotations_transposed=np.ascontiguousarray(np.swapaxes(group.rotation_matrices, 1, 2)),
         translations_mm=group.translations_mm.reshape(1, len(group), 1, 3).copy(),
-        lens=lens,
+        lens=LensArrays.for_cameras(group.matrices, group.distortions, (1, len(group), 1)),
     )
 
 
@@ -312,7 +294,7 @@ def _reprojection_errors(
 ) -> np.ndarray:
     """Points (K, N, 3) projected into every camera vs observed (C, N, 2) -> errors (K, C, N).
 
-    OpenCV's lens model written out in numpy so that K candidate sets cost one pass. A point at
+    The lens model in numpy (``LensArrays``), so that K candidate sets cost one pass. A point at
     or behind a camera gets an infinite error there, so a candidate that needs it loses. Call
     under ``np.errstate(divide="ignore", invalid="ignore")``.
     """
@@ -320,16 +302,7 @@ def _reprojection_errors(
     depth = in_camera[..., 2]  # (K, C, N)
     x = in_camera[..., 0] / depth
     y = in_camera[..., 1] / depth
-    lens = geometry.lens
-    xy = x * y
-    x2 = x * x
-    y2 = y * y
-    r2 = x2 + y2
-    radial = 1.0 + r2 * (lens["k1"] + r2 * (lens["k2"] + r2 * lens["k3"]))
-    x_distorted = x * radial + 2.0 * lens["p1"] * xy + lens["p2"] * (r2 + 2.0 * x2)
-    y_distorted = y * radial + lens["p1"] * (r2 + 2.0 * y2) + 2.0 * lens["p2"] * xy
-    u = lens["fx"] * x_distorted + lens["skew"] * y_distorted + lens["cx"]
-    v = lens["fy"] * y_distorted + lens["cy"]
+    u, v = geometry.lens.to_pixels(x, y)
     errors = np.hypot(u - points_px[..., 0], v - points_px[..., 1])
     return np.where(depth > 0, errors, np.where(np.isnan(depth), np.nan, np.inf))
 
