@@ -8,23 +8,28 @@ its trigger index is reported at end-of-stream so the drop lands in the file.
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from collections.abc import Sequence
 from multiprocessing.synchronize import Event
 
 import zmq
 
-from acquisition.cameras.interface import Camera
+from acquisition.cameras.interface import Camera, CameraFrame
 from acquisition.control import WorkerControl
 from acquisition.errors import DeviceError
 from acquisition.frame_codec import encode_frame_chunk
-from acquisition.settings import CameraConfig, Endpoints, SimConfig
+from acquisition.settings import CameraConfig, SimConfig
 from acquisition.transport import (
     ENCODING_H5CHUNK,
+    LATEST_HWM,
     RECORD_HWM,
     TOPIC_EOS,
     TOPIC_FRAME,
+    TOPIC_LIVE_FRAME,
+    Endpoints,
     Header,
+    array_header,
     eos_header,
     make_socket,
     send_message,
@@ -75,14 +80,19 @@ def run_camera(
     all_camera_names: Sequence[str],
     endpoints: Endpoints,
     abort: Event,
+    publish_live: bool = False,
 ) -> None:
-    """Run one camera for one trial, driven by the supervisor's commands."""
+    """Run one camera for one trial, driven by the supervisor's commands.
+
+    With ``publish_live`` it also publishes every frame, raw, on its live endpoint for tracking
+    and the preview; that socket keeps only the newest frames and never slows the camera.
+    """
     role = role_of(config.name)
     log = setup_worker(role)
     context = zmq.Context()
     control = WorkerControl(context, endpoints.control, role)
     try:
-        _run(config, sim, all_camera_names, endpoints, abort, context, control)
+        _run(config, sim, all_camera_names, endpoints, abort, context, control, publish_live)
     except Exception as error:
         log.exception("camera failed")
         code = error.code if isinstance(error, DeviceError) else None
@@ -101,9 +111,17 @@ def _run(
     abort: Event,
     context: zmq.Context,
     control: WorkerControl,
+    publish_live: bool,
 ) -> None:
     camera = make_camera(config, sim, all_camera_names, context, endpoints)
     record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
+    live = (
+        make_socket(
+            context, zmq.PUB, endpoints.live_frames_of(config.name), bind=True, hwm=LATEST_HWM
+        )
+        if publish_live
+        else None
+    )
     with camera:
         status = {"frames": 0, "buffered": 0, "dropped": 0, "last_frame_id": -1}
         control.ready(camera=camera.info())
@@ -139,6 +157,8 @@ def _run(
                     backlog.append((header, encode_frame_chunk(frame.image)))
                     seq += 1
                 status["last_frame_id"] = frame.frame_id
+                if live is not None:
+                    _publish_live(live, config.name, frame)
             _send_backlog(record, backlog, block=False)
             status["frames"] = seq
             status["buffered"] = len(backlog)
@@ -169,10 +189,29 @@ def _run(
             ),
         )
         record.close(linger=FINAL_SEND_TIMEOUT_MS)
+        if live is not None:
+            live.close(linger=0)
         control.done(
             frames_sent=seq - len(unsent),
             dropped_trigger_indices=sorted(dropped_trigger_indices + unsent),
         )
+
+
+def _publish_live(live: zmq.Socket, camera: str, frame: CameraFrame) -> None:
+    """Offer the newest frame to tracking and the preview; a full queue drops it, never waits.
+
+    ``seq`` is the frame id, so a subscriber counts the frames it never saw from the gaps.
+    """
+    header = array_header(
+        camera,
+        frame.frame_id,
+        frame.image,
+        frame_id=frame.frame_id,
+        trigger_index=frame.frame_id,
+        t_device_ns=frame.t_device_ns,
+    )
+    with contextlib.suppress(zmq.Again):
+        send_message(live, TOPIC_LIVE_FRAME, header, frame.image, flags=zmq.NOBLOCK)
 
 
 def _send_backlog(

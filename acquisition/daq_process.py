@@ -20,7 +20,7 @@ from acquisition.control import WorkerControl
 from acquisition.daq.interface import Daq, pack_block, rising_edges
 from acquisition.daq.simulated import SimulatedDaq
 from acquisition.errors import DeviceError
-from acquisition.settings import DaqConfig, Endpoints, SimConfig, TriggerBoxConfig, TriggerConfig
+from acquisition.settings import DaqConfig, SimConfig, TriggerBoxConfig, TriggerConfig
 from acquisition.sim.skeleton import JumpModel
 from acquisition.transport import (
     RECORD_HWM,
@@ -28,6 +28,7 @@ from acquisition.transport import (
     TOPIC_EOS,
     TOPIC_TRIGGER,
     TWIN_LINE_HWM,
+    Endpoints,
     Header,
     array_header,
     eos_header,

@@ -122,12 +122,3 @@ class SimConfig:
 
     def camera_faults(self, camera: str) -> CameraFaultConfig:
         return self.faults.cameras.get(camera, CameraFaultConfig())
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Resolved ZeroMQ endpoints of one trial (see ``rig.config.EndpointsConfig``)."""
-
-    control: str
-    record: str
-    trigger_line: str

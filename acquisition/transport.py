@@ -28,6 +28,9 @@ TOPIC_FRAME = b"frame"
 TOPIC_DAQ = b"daq"
 TOPIC_TRIGGER = b"trigger"
 TOPIC_EOS = b"eos"
+TOPIC_LIVE_FRAME = b"live"
+TOPIC_POSE2D = b"pose2d"
+TOPIC_POSE3D = b"pose3d"
 
 ENCODING_RAW = "raw"
 # An HDF5 chunk ready for write_direct_chunk: Blosc (lz4, bitshuffle) plus a fletcher32 trailer.
@@ -151,6 +154,24 @@ class SequenceChecker:
             self.lost += messages_sent - self.next_seq
             self.next_seq = messages_sent
         return self.lost
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The ZeroMQ endpoints of one trial (``ipc://`` on one machine, ``tcp://`` across several).
+
+    ``live_frames`` is a template with ``{camera}``: each camera publishes its newest raw frames
+    there for tracking and the preview.
+    """
+
+    control: str
+    record: str
+    trigger_line: str
+    live_frames: str = ""
+    poses: str = ""
+
+    def live_frames_of(self, camera: str) -> str:
+        return self.live_frames.format(camera=camera)
 
 
 # --- sockets -----------------------------------------------------------------------------------

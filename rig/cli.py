@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     track.set_defaults(handler=_track)
 
+    from rig.calibrate_command import register as register_calibrate
+
+    register_calibrate(commands)
+
     inspect = commands.add_parser("inspect", help="summarize a trial file")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -30,10 +30,16 @@ import zmq
 from acquisition.camera_process import role_of, run_camera
 from acquisition.control import HEARTBEAT_TIMEOUT_S, decode, encode
 from acquisition.daq_process import run_daq
-from acquisition.settings import Endpoints
+from acquisition.transport import Endpoints
+from rig.calibration_record import trial_camera_group
 from rig.config import RigConfig
 from rig.versions import software_versions
 from rig.writer_process import run_writer
+from tracking.pose_process import pose_stream, run_pose
+from tracking.pose_process import role_of as pose_role
+from tracking.triangulator_process import ROLE as TRIANGULATOR
+from tracking.triangulator_process import STREAM as POSE3D_STREAM
+from tracking.triangulator_process import run_triangulator
 
 log = logging.getLogger("supervisor")
 
@@ -152,7 +158,14 @@ class Supervisor:
         }
         with tempfile.TemporaryDirectory(prefix="jumprig-") as ipc_dir:
             endpoints = self._endpoints(Path(ipc_dir))
-            run = _TrialRun(config, endpoints, self._spawn, on_status)
+            calibration_path = ""
+            if config.tracking.enabled:
+                camera_group = trial_camera_group(config)
+                if camera_group is None:
+                    raise OSError("tracking needs a calibration (tracking.calibration)")
+                calibration_path = str(Path(ipc_dir) / "calibration.toml")
+                camera_group.save(calibration_path)
+            run = _TrialRun(config, endpoints, self._spawn, on_status, calibration_path)
             return run.execute(path, trial_id, root_attrs, duration_s)
 
     def _endpoints(self, ipc_dir: Path) -> Endpoints:
@@ -161,6 +174,8 @@ class Supervisor:
             control=configured.control or f"ipc://{ipc_dir}/control",
             record=configured.record or f"ipc://{ipc_dir}/record",
             trigger_line=configured.trigger_line or f"ipc://{ipc_dir}/trigger_line",
+            live_frames=f"ipc://{ipc_dir}/live_{{camera}}",
+            poses=f"ipc://{ipc_dir}/poses",
         )
 
 
@@ -173,8 +188,10 @@ class _TrialRun:
         endpoints: Endpoints,
         spawn: Any,
         on_status: Callable[[StatusSnapshot], None] | None,
+        calibration_path: str = "",
     ) -> None:
         self.config = config
+        self.calibration_path = calibration_path
         self.endpoints = endpoints
         self.spawn = spawn
         self.on_status = on_status
@@ -187,6 +204,7 @@ class _TrialRun:
         self.router.bind(endpoints.control)
         self.abort = spawn.Event()
         self.failure: str | None = None
+        self.pose_roles: list[str] = []
         self.started_s = time.monotonic()
         self.running_since_s: float | None = None
         self.triggerbox: Any = None
@@ -238,6 +256,7 @@ class _TrialRun:
             "writer", run_writer, (config, self.endpoints, str(path), root_attrs, self.abort)
         )
         self._await_ready(["writer"])
+        trackers = self._start_trackers()
         twin_cameras = [c.name for c in config.cameras if c.needs_twin_trigger_line]
         camera_roles = []
         for camera in config.cameras:
@@ -246,7 +265,14 @@ class _TrialRun:
             self._spawn_worker(
                 role,
                 run_camera,
-                (camera, config.sim, config.camera_names, self.endpoints, self.abort),
+                (
+                    camera,
+                    config.sim,
+                    config.camera_names,
+                    self.endpoints,
+                    self.abort,
+                    config.tracking.enabled,
+                ),
             )
         self._spawn_worker(
             "daq",
@@ -262,6 +288,8 @@ class _TrialRun:
             ),
         )
         self._await_ready([*camera_roles, "daq"])
+        for role in trackers:
+            self._command(role, "start")
         for role in camera_roles:
             self._command(role, "arm")
         self.state = TrialState.ARMED
@@ -270,6 +298,36 @@ class _TrialRun:
         self.running_since_s = time.monotonic()
         self._start_pulses()
         self.state = TrialState.RUNNING
+
+    def _start_trackers(self) -> list[str]:
+        """Pose and triangulator processes (before the cameras, so no frame is missed)."""
+        config = self.config
+        if not config.tracking.enabled:
+            return []
+        sizes = [(c.name, c.height, c.width) for c in config.cameras]
+        groups = [sizes] if config.tracking.pose_processes == "shared" else [[s] for s in sizes]
+        roles = []
+        for cameras in groups:
+            role = pose_role([name for name, _, _ in cameras])
+            self._spawn_worker(
+                role, run_pose, (cameras, config.tracking, self.endpoints, self.abort)
+            )
+            roles.append(role)
+        self._spawn_worker(
+            TRIANGULATOR,
+            run_triangulator,
+            (
+                config.camera_names,
+                self.calibration_path,
+                config.tracking,
+                self.endpoints,
+                self.abort,
+            ),
+        )
+        roles.append(TRIANGULATOR)
+        self._await_ready(roles)
+        self.pose_roles = roles[:-1]
+        return roles
 
     def _run_for(self, duration_s: float) -> None:
         deadline = time.monotonic() + duration_s
@@ -309,7 +367,17 @@ class _TrialRun:
         for role in live_cameras:
             self._try_command(role, "stop")
         self._await_done(live_cameras)
+        for stage in (self.pose_roles, [TRIANGULATOR] if self.pose_roles else []):
+            live_trackers = [role for role in stage if self._alive(role)]
+            for role in live_trackers:
+                self._try_command(role, "stop")
+            self._await_done(live_trackers)
         dead = [role.split(":", 1)[-1] for role in [*cameras, "daq"] if not self._ended(role)]
+        for role in self.pose_roles:
+            if not self._ended(role):
+                dead += [pose_stream(name) for name in role.split(":", 1)[-1].split("+")]
+        if self.pose_roles and not self._ended(TRIANGULATOR):
+            dead.append(POSE3D_STREAM)
         if not self._alive("writer"):
             return {}
         if self.failure and self.failure not in reason:

@@ -22,12 +22,14 @@ import zmq
 
 from acquisition.control import WorkerControl
 from acquisition.daq.interface import rising_edges, unpack_block
-from acquisition.settings import Endpoints
 from acquisition.transport import (
     RECORD_HWM,
     TOPIC_DAQ,
     TOPIC_EOS,
     TOPIC_FRAME,
+    TOPIC_POSE2D,
+    TOPIC_POSE3D,
+    Endpoints,
     Message,
     SequenceChecker,
     make_socket,
@@ -37,8 +39,12 @@ from acquisition.worker import setup_worker
 from rig.accounting import CameraAccounting, account_camera
 from rig.calibration_record import TWIN, calibration_datasets, trial_camera_group
 from rig.config import RigConfig
-from rig.trialfile.writer import CameraLayout, DaqLayout, TrialFileWriter
+from rig.trialfile.writer import CameraLayout, DaqLayout, StreamLayout, TrialFileWriter
 from rig.twin_truth import twin_truth_datasets
+from tracking.pose import read_model_folder
+from tracking.pose_process import pose_stream
+from tracking.triangulator_process import STREAM as POSE3D_STREAM
+from tracking.triangulator_process import pose3d_record_dtype
 
 ROLE = "writer"
 DAQ_STREAM = "daq"
@@ -52,6 +58,37 @@ class _CameraState:
     checker: SequenceChecker = field(default_factory=SequenceChecker)
     trigger_indices: list[int] = field(default_factory=list)
     dropped_by_pipeline: list[int] = field(default_factory=list)
+    # Live 2D poses: trigger index -> (K, 3) x, y, likelihood.
+    poses: dict[int, np.ndarray] = field(default_factory=dict)
+    pose_checker: SequenceChecker = field(default_factory=SequenceChecker)
+
+
+def live_pose2d_path(camera: str, column: str) -> str:
+    return f"/tracking_live/pose2d/{camera}/{column}"
+
+
+def live_pose3d_path(column: str) -> str:
+    return f"/tracking_live/pose3d/{column}"
+
+
+def tracking_streams(config: RigConfig) -> list[StreamLayout]:
+    """The appendable datasets that hold live tracking results while the trial is written."""
+    if not config.tracking.enabled:
+        return []
+    streams: list[StreamLayout] = []
+    parts = 0
+    for camera in config.camera_names:
+        parts = len(read_model_folder(config.tracking.model_for(camera)).body_parts)
+        streams.append(StreamLayout(live_pose2d_path(camera, "trigger_index"), (), "int64"))
+        streams.append(StreamLayout(live_pose2d_path(camera, "points"), (parts, 3), "float32"))
+    n_cameras = len(config.camera_names)
+    streams += [
+        StreamLayout(live_pose3d_path("trigger_index"), (), "int64"),
+        StreamLayout(live_pose3d_path("points"), (parts, 3), "float32"),
+        StreamLayout(live_pose3d_path("reprojection_error"), (parts,), "float32"),
+        StreamLayout(live_pose3d_path("cameras_used"), (parts, n_cameras), "bool"),
+    ]
+    return streams
 
 
 class _Recording:
@@ -67,10 +104,16 @@ class _Recording:
         self.trigger_level = 0
         self.pulse_samples: list[int] = []
         self.slow_disk_s = config.sim.faults.slow_disk_ms_per_frame * 1e-3
+        self.pose3d_checker = SequenceChecker()
+        self.pose3d_rows: list[np.ndarray] = []
+        self.pose3d_trigger_indices: list[int] = []
 
     @property
     def expected_streams(self) -> set[str]:
-        return {*self.cameras, DAQ_STREAM}
+        streams = {*self.cameras, DAQ_STREAM}
+        if self.config.tracking.enabled:
+            streams |= {pose_stream(name) for name in self.cameras} | {POSE3D_STREAM}
+        return streams
 
     def take(self, message: Message) -> None:
         header = message.header
@@ -101,10 +144,38 @@ class _Recording:
             self.writer.append_daq(analog, line, edges)
             self.pulse_samples.extend(edges.tolist())
             self.daq_samples += line.size
+        elif message.topic == TOPIC_POSE2D:
+            camera_name = header.stream.split("/", 1)[-1]
+            state = self.cameras[camera_name]
+            state.pose_checker.observe(header.seq)
+            pose = message.array()
+            state.poses[header.trigger_index] = pose.copy()
+            self.writer.append_rows(
+                live_pose2d_path(camera_name, "trigger_index"),
+                np.array([header.trigger_index], dtype=np.int64),
+            )
+            self.writer.append_rows(live_pose2d_path(camera_name, "points"), pose[None])
+        elif message.topic == TOPIC_POSE3D:
+            self.pose3d_checker.observe(header.seq)
+            row = np.frombuffer(
+                message.payload,
+                dtype=pose3d_record_dtype(int(header.extra["parts"]), len(self.cameras)),
+            )
+            self.pose3d_rows.append(row.copy())
+            self.pose3d_trigger_indices.append(header.trigger_index)
+            self.writer.append_rows(
+                live_pose3d_path("trigger_index"), np.array([header.trigger_index], np.int64)
+            )
+            for column in ("points", "reprojection_error", "cameras_used"):
+                self.writer.append_rows(live_pose3d_path(column), row[column])
         elif message.topic == TOPIC_EOS:
             self.ended.add(header.stream)
             if header.stream == DAQ_STREAM:
                 self.daq_checker.finish(header.seq)
+            elif header.stream == POSE3D_STREAM:
+                self.pose3d_checker.finish(header.seq)
+            elif header.stream.startswith("pose2d/"):
+                self.cameras[header.stream.split("/", 1)[-1]].pose_checker.finish(header.seq)
             elif header.stream in self.cameras:
                 camera = self.cameras[header.stream]
                 camera.checker.finish(header.seq)
@@ -115,6 +186,35 @@ class _Recording:
             "frames": {name: len(state.trigger_indices) for name, state in self.cameras.items()},
             "daq_samples": self.daq_samples,
         }
+
+    def tracking_datasets(self) -> dict[str, np.ndarray]:
+        """/pose2d/<camera> aligned with its frames; /pose3d sorted by trigger index."""
+        if not self.config.tracking.enabled:
+            return {}
+        datasets: dict[str, np.ndarray] = {}
+        parts = 0
+        for name, state in self.cameras.items():
+            parts = len(read_model_folder(self.config.tracking.model_for(name)).body_parts)
+            rows = {index: row for row, index in enumerate(state.trigger_indices)}
+            poses = np.full((len(state.trigger_indices), parts, 3), np.nan, dtype=np.float32)
+            inferred_live = np.zeros(len(state.trigger_indices), dtype=bool)
+            for index, pose in state.poses.items():
+                if index in rows:
+                    poses[rows[index]] = pose
+                    inferred_live[rows[index]] = True
+            datasets[f"/pose2d/{name}"] = poses
+            datasets[f"/tracking/inferred_live/{name}"] = inferred_live
+        order = np.argsort(np.array(self.pose3d_trigger_indices, dtype=np.int64))
+        rows3d = (
+            np.concatenate(self.pose3d_rows)[order]
+            if self.pose3d_rows
+            else np.zeros(0, dtype=pose3d_record_dtype(parts, len(self.cameras)))
+        )
+        datasets["/pose3d/trigger_index"] = np.array(self.pose3d_trigger_indices, np.int64)[order]
+        datasets["/pose3d/points"] = rows3d["points"]
+        datasets["/pose3d/reprojection_error"] = rows3d["reprojection_error"]
+        datasets["/pose3d/cameras_used"] = rows3d["cameras_used"]
+        return datasets
 
     def accounting(self, pulses_sent: int) -> list[CameraAccounting]:
         return [
@@ -179,6 +279,7 @@ def _run(
             channel_kinds=tuple(c.kind for c in config.daq.channels),
             trigger_line_name=config.daq.trigger_line.name,
         ),
+        streams=tracking_streams(config),
     )
     recording = _Recording(config, writer)
     try:
@@ -286,6 +387,7 @@ def _finalize(
         datasets.update(truth_datasets)
         for path, attrs in truth_attrs.items():
             group_attrs.setdefault(path, {}).update(attrs)
+    datasets.update(recording.tracking_datasets())
     camera_group = trial_camera_group(config)
     if camera_group is not None:
         calibration_source = config.tracking.calibration

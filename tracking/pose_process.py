@@ -1,0 +1,175 @@
+"""The pose process: DeepLabCut-Live on the newest frame of one or more cameras, while recording.
+
+Entry point :func:`run_pose`. It subscribes to each camera's live frames (a queue of at most two:
+never stale frames), takes the newest one whose trigger index is a multiple of
+``infer_every_n_frames`` (so every camera infers the same trigger indices and they can be
+triangulated), and sends the 2D pose to the writer and to the triangulator. Frames it skipped
+are counted from the gaps in the frame ids and inferred after the trial.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from multiprocessing.synchronize import Event
+
+import numpy as np
+import zmq
+
+from acquisition.control import WorkerControl
+from acquisition.transport import (
+    LATEST_HWM,
+    RECORD_HWM,
+    TOPIC_EOS,
+    TOPIC_LIVE_FRAME,
+    TOPIC_POSE2D,
+    Endpoints,
+    Message,
+    array_header,
+    eos_header,
+    make_socket,
+    recv_message,
+    send_message,
+)
+from acquisition.worker import setup_worker
+from tracking.pose import PoseEstimator
+from tracking.settings import TrackingSettings
+
+READY_TIMEOUT_S = 120.0
+IDLE_POLL_MS = 10
+
+
+def role_of(cameras: Sequence[str]) -> str:
+    return "pose:" + "+".join(cameras)
+
+
+def pose_stream(camera: str) -> str:
+    return f"pose2d/{camera}"
+
+
+def run_pose(
+    cameras: Sequence[tuple[str, int, int]],
+    tracking: TrackingSettings,
+    endpoints: Endpoints,
+    abort: Event,
+) -> None:
+    """Infer poses live for ``cameras``, given as (name, height, width), until told to stop."""
+    names = [name for name, _, _ in cameras]
+    role = role_of(names)
+    log = setup_worker(role)
+    context = zmq.Context()
+    control = WorkerControl(context, endpoints.control, role)
+    try:
+        _run(cameras, tracking, endpoints, abort, context, control)
+    except Exception as error:
+        log.exception("pose estimation failed")
+        control.send("error", reason=f"pose ({', '.join(names)}): {error}")
+        raise SystemExit(1) from error
+    finally:
+        control.close()
+        context.destroy(linger=1000)
+
+
+def _newest(socket: zmq.Socket) -> Message | None:
+    """The newest message waiting on ``socket`` (older ones are skipped), or None."""
+    newest = None
+    while True:
+        try:
+            newest = recv_message(socket, zmq.NOBLOCK)
+        except zmq.Again:
+            return newest
+
+
+def _run(
+    cameras: Sequence[tuple[str, int, int]],
+    tracking: TrackingSettings,
+    endpoints: Endpoints,
+    abort: Event,
+    context: zmq.Context,
+    control: WorkerControl,
+) -> None:
+    estimators: dict[str, PoseEstimator] = {}
+    by_camera: dict[str, PoseEstimator] = {}
+    for name, height, width in cameras:
+        model = tracking.model_for(name)
+        if model not in estimators:
+            estimators[model] = PoseEstimator(model, threads=1)
+            # The first inference builds the TensorFlow graph: do it now, not on frame 0.
+            estimators[model].estimate(np.zeros((height, width), dtype=np.uint8))
+        by_camera[name] = estimators[model]
+    frames = {
+        name: make_socket(
+            context,
+            zmq.SUB,
+            endpoints.live_frames_of(name),
+            bind=False,
+            hwm=LATEST_HWM,
+            subscribe=[TOPIC_LIVE_FRAME],
+        )
+        for name, _, _ in cameras
+    }
+    record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
+    poses = make_socket(context, zmq.PUSH, endpoints.poses, bind=False, hwm=RECORD_HWM)
+    seq = dict.fromkeys(frames, 0)
+    last_inferred = dict.fromkeys(frames, -1)
+    status: dict[str, dict[str, int]] = {"inferred": dict.fromkeys(frames, 0)}
+    control.ready(cameras=list(frames))
+    command = control.wait_command("start", READY_TIMEOUT_S, status)
+    if command["type"] == "abort":
+        return
+    control.ack(command)
+    stopping = False
+    poller = zmq.Poller()
+    for socket in frames.values():
+        poller.register(socket, zmq.POLLIN)
+    while not abort.is_set():
+        worked = False
+        for name, socket in frames.items():
+            message = _newest(socket)
+            if message is None:
+                continue
+            trigger_index = message.header.trigger_index
+            if trigger_index <= last_inferred[name]:
+                continue
+            if trigger_index % tracking.infer_every_n_frames:
+                continue
+            started_ns = time.monotonic_ns()
+            pose = by_camera[name].estimate(message.array())
+            header = array_header(
+                pose_stream(name),
+                seq[name],
+                pose,
+                frame_id=message.header.frame_id,
+                trigger_index=trigger_index,
+                extra={
+                    "inference_ns": time.monotonic_ns() - started_ns,
+                    "frame_t_host_ns": message.header.t_host_ns,
+                },
+            )
+            send_message(record, TOPIC_POSE2D, header, pose)
+            send_message(poses, TOPIC_POSE2D, header, pose)
+            seq[name] += 1
+            last_inferred[name] = trigger_index
+            status["inferred"][name] += 1
+            worked = True
+        request = control.poll_command()
+        if request is not None:
+            if request["type"] == "stop":
+                stopping = True
+                control.ack(request)
+            elif request["type"] == "abort":
+                break
+        if stopping and not worked:
+            break
+        if control.heartbeat_due():
+            control.heartbeat(**status)
+        if not worked:
+            poller.poll(IDLE_POLL_MS)
+    for name in frames:
+        send_message(record, TOPIC_EOS, eos_header(pose_stream(name), seq[name]))
+        send_message(poses, TOPIC_EOS, eos_header(pose_stream(name), seq[name]))
+    for socket in [*frames.values(), record, poses]:
+        socket.close(linger=2000)
+    for estimator in estimators.values():
+        estimator.close()
+    control.done(inferred=status["inferred"])
