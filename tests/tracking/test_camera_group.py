@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from acquisition.sim.camera_model import twin_cameras
-from tracking.camera_group import ANIPOSE_CAMERA_KEYS, Camera, CameraGroup
+from tracking.camera_group import ANIPOSE_CAMERA_KEYS, Camera, CameraGroup, LensArrays
 
 NAMES = ["cam_left", "cam_right", "cam_front", "cam_top"]
 
@@ -224,3 +224,17 @@ def test_camera_validation() -> None:
         Camera(**good).project(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="at least one camera"):
         CameraGroup([])
+
+
+def test_lens_arrays_match_opencv(twin_group: CameraGroup) -> None:
+    """The numpy lens model used by batched code against cv2.projectPoints, for all cameras."""
+    rng = np.random.default_rng(3)
+    normalized = rng.uniform(-0.5, 0.5, (4, 25, 2))
+    lens = LensArrays.for_cameras(twin_group.matrices, twin_group.distortions, (4, 1))
+    u, v = lens.to_pixels(normalized[..., 0], normalized[..., 1])
+    for index, camera in enumerate(twin_group):
+        rays = np.hstack((normalized[index], np.ones((25, 1))))
+        expected, _ = cv2.projectPoints(
+            rays, np.zeros(3), np.zeros(3), camera.matrix, camera.distortion
+        )
+        assert np.allclose(np.column_stack((u[index], v[index])), expected.reshape(-1, 2))
