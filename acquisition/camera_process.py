@@ -24,6 +24,7 @@ from acquisition.transport import (
     ENCODING_H5CHUNK,
     LATEST_HWM,
     RECORD_HWM,
+    RECORD_LINGER_MS,
     TOPIC_EOS,
     TOPIC_FRAME,
     TOPIC_LIVE_FRAME,
@@ -40,8 +41,11 @@ READ_TIMEOUT_S = 0.02
 # After "stop" (the trigger has already stopped), a camera is drained once it has been this
 # long without a frame: every exposure has finished and every frame has been transferred.
 DRAIN_QUIET_S = 0.3
+# ... or this long, while the frame of the last pulse the DAQ recorded has not come: on a loaded
+# machine pulses and frames may still be on their way.
+DRAIN_MISSING_S = 3.0
 # How long the final flush of the buffer may block on a writer that stopped reading.
-FINAL_SEND_TIMEOUT_MS = 5000
+FINAL_SEND_TIMEOUT_MS = RECORD_LINGER_MS
 ARM_TIMEOUT_S = 120.0
 
 
@@ -135,6 +139,7 @@ def _run(
         dropped_trigger_indices: list[int] = []
         seq = 0
         stopping = False
+        last_pulse = -1
         last_frame_ns = time.monotonic_ns()
         while not abort.is_set():
             frame = camera.read(READ_TIMEOUT_S)
@@ -168,11 +173,15 @@ def _run(
             if request is not None:
                 if request["type"] == "stop":
                     stopping = True
+                    last_pulse = int(request.get("pulses_sent", 0)) - 1
                     control.ack(request)
                 elif request["type"] == "abort":
                     break
-            if stopping and time.monotonic_ns() - last_frame_ns > DRAIN_QUIET_S * 1e9:
-                break
+            if stopping:
+                complete = status["last_frame_id"] >= last_pulse
+                quiet_s = (time.monotonic_ns() - last_frame_ns) * 1e-9
+                if quiet_s > (DRAIN_QUIET_S if complete else DRAIN_MISSING_S):
+                    break
             if control.heartbeat_due():
                 control.heartbeat(**status)
         camera.disarm()

@@ -18,9 +18,9 @@ import zmq
 
 HEARTBEAT_INTERVAL_S = 0.2
 # A worker silent for longer than this is taken for hung. A worker that dies is noticed at once
-# from its process exit; silence only catches a hang, and a loaded 2-core machine can stall a
-# healthy worker for most of a second.
-HEARTBEAT_TIMEOUT_S = 2.0
+# from its process exit; silence only catches a hang, and a loaded 2-core machine with a busy
+# disk was seen to stall a healthy writer for two seconds.
+HEARTBEAT_TIMEOUT_S = 5.0
 
 
 def encode(message: dict[str, Any]) -> bytes:

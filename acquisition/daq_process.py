@@ -24,6 +24,7 @@ from acquisition.settings import DaqConfig, SimConfig, TriggerBoxConfig, Trigger
 from acquisition.sim.skeleton import JumpModel
 from acquisition.transport import (
     RECORD_HWM,
+    RECORD_LINGER_MS,
     TOPIC_DAQ,
     TOPIC_EOS,
     TOPIC_TRIGGER,
@@ -41,6 +42,7 @@ ROLE = "daq"
 STREAM = "daq"
 TWIN_LINE_STREAM = "trigger_line"
 READY_TIMEOUT_S = 10.0
+TWIN_LINE_LINGER_MS = 30_000
 
 
 def make_daq(config: DaqConfig, trigger: TriggerConfig, sim: SimConfig) -> Daq:
@@ -111,7 +113,7 @@ def _run(
                 resources.callback(unplug.cancel)
 
         record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
-        resources.callback(record.close, 2000)
+        resources.callback(record.close, RECORD_LINGER_MS)
         twin_line = None
         jump = JumpModel(sim.jump)
         if twin_camera_names:
@@ -124,7 +126,8 @@ def _run(
                 # Report every subscription, not only the first per topic, to count the cameras.
                 options={zmq.XPUB_VERBOSE: 1},
             )
-            resources.callback(twin_line.close, 2000)
+            # Pulses still queued for a lagging camera must reach it after this process ends.
+            resources.callback(twin_line.close, TWIN_LINE_LINGER_MS)
             _wait_for_subscribers(twin_line, len(twin_camera_names), control)
 
         status: dict[str, Any] = {"samples": 0, "pulses": 0}

@@ -176,6 +176,9 @@ class Endpoints:
 
 # --- sockets -----------------------------------------------------------------------------------
 
+# A process that ends keeps delivering what it queued on the recording path for this long: on a
+# loaded machine the writer may take seconds to read it, and the recording path never drops.
+RECORD_LINGER_MS = 30_000
 # The recording path: a producer may queue this many messages before NOBLOCK sends fail and it
 # falls back on its own bounded buffer.
 RECORD_HWM = 1000

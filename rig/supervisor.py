@@ -50,6 +50,10 @@ STATUS_INTERVAL_S = 0.25
 # How often the trigger box is asked for its pulse count while a trial runs: a box that was
 # unplugged or stopped answering ends the trial within this plus its serial timeout.
 TRIGGERBOX_POLL_S = 0.25
+# A box that is unplugged fails at once; one that does not answer is given this many tries in a
+# row (each up to triggerbox.timeout_s) before the trial ends, since a loaded host can delay a
+# reply without anything being wrong with the box.
+TRIGGERBOX_SILENT_POLLS = 3
 # Compressed frames are rarely smaller than this share of raw with sensor noise (measured).
 ESTIMATED_COMPRESSION_RATIO = 1.3
 
@@ -208,6 +212,7 @@ class _TrialRun:
         self.started_s = time.monotonic()
         self.running_since_s: float | None = None
         self.triggerbox: Any = None
+        self.triggerbox_silent_polls = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -336,10 +341,7 @@ class _TrialRun:
         while time.monotonic() < deadline:
             self._pump(0.05)
             if self.triggerbox is not None and time.monotonic() >= next_box_poll:
-                try:
-                    self.triggerbox.pulse_count()
-                except Exception as error:
-                    self._fail(f"trigger box: {error}")
+                self._poll_triggerbox()
                 next_box_poll = time.monotonic() + TRIGGERBOX_POLL_S
             self._check_health()
             if time.monotonic() >= next_status:
@@ -364,8 +366,9 @@ class _TrialRun:
             self._await_done(["daq"])
         cameras = [role_of(name) for name in self.config.camera_names]
         live_cameras = [role for role in cameras if self._alive(role)]
+        pulses_sent = int((self.workers["daq"].done or {}).get("pulses", 0))
         for role in live_cameras:
-            self._try_command(role, "stop")
+            self._try_command(role, "stop", pulses_sent=pulses_sent)
         self._await_done(live_cameras)
         for stage in (self.pose_roles, [TRIANGULATOR] if self.pose_roles else []):
             live_trackers = [role for role in stage if self._alive(role)]
@@ -431,6 +434,19 @@ class _TrialRun:
             self.triggerbox.start()
         else:
             self._command("daq", "start_trigger", rate_hz=rate_hz)
+
+    def _poll_triggerbox(self) -> None:
+        from acquisition.triggerbox.serial_box import NoReply
+
+        try:
+            self.triggerbox.pulse_count()
+            self.triggerbox_silent_polls = 0
+        except NoReply as error:
+            self.triggerbox_silent_polls += 1
+            if self.triggerbox_silent_polls >= TRIGGERBOX_SILENT_POLLS:
+                self._fail(f"trigger box: {error} ({self.triggerbox_silent_polls} times in a row)")
+        except Exception as error:
+            self._fail(f"trigger box: {error}")
 
     def _stop_pulses(self) -> dict[str, Any]:
         if self.triggerbox is not None:

@@ -48,7 +48,8 @@ from tracking.triangulator_process import pose3d_record_dtype
 
 ROLE = "writer"
 DAQ_STREAM = "daq"
-# After "finish", how long to wait for every stream's end-of-stream before closing anyway.
+# After "finish", how long to wait for every stream's end-of-stream before closing anyway, counted
+# from the last message that arrived (a loaded machine may still be delivering).
 FINISH_TIMEOUT_S = 10.0
 MESSAGES_PER_POLL = 256
 
@@ -293,11 +294,14 @@ def _run(
         while not terminated and not abort.is_set():
             ready = dict(poller.poll(50))
             if pull in ready:
+                finish_deadline = max(finish_deadline, time.monotonic() + FINISH_TIMEOUT_S)
                 for _ in range(MESSAGES_PER_POLL):
                     try:
                         recording.take(recv_message(pull, zmq.NOBLOCK))
                     except zmq.Again:
                         break
+                    if control.heartbeat_due():
+                        control.heartbeat(**recording.status())
             if control.socket in ready:
                 command = control.poll_command()
                 if command is not None and command["type"] == "finish":

@@ -20,6 +20,7 @@ from acquisition.control import WorkerControl
 from acquisition.transport import (
     LATEST_HWM,
     RECORD_HWM,
+    RECORD_LINGER_MS,
     TOPIC_EOS,
     TOPIC_LIVE_FRAME,
     TOPIC_POSE2D,
@@ -169,7 +170,7 @@ def _run(
         send_message(record, TOPIC_EOS, eos_header(pose_stream(name), seq[name]))
         send_message(poses, TOPIC_EOS, eos_header(pose_stream(name), seq[name]))
     for socket in [*frames.values(), record, poses]:
-        socket.close(linger=2000)
+        socket.close(linger=RECORD_LINGER_MS)
     for estimator in estimators.values():
         estimator.close()
     control.done(inferred=status["inferred"])

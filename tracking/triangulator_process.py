@@ -20,6 +20,7 @@ import zmq
 from acquisition.control import WorkerControl
 from acquisition.transport import (
     RECORD_HWM,
+    RECORD_LINGER_MS,
     TOPIC_EOS,
     TOPIC_POSE2D,
     TOPIC_POSE3D,
@@ -157,7 +158,7 @@ def _run(
         if control.heartbeat_due():
             control.heartbeat(**status)
     send_message(record, TOPIC_EOS, eos_header(STREAM, seq))
-    record.close(linger=2000)
+    record.close(linger=RECORD_LINGER_MS)
     poses_in.close(linger=0)
     control.done(triangulated=status["triangulated"])
 

@@ -49,7 +49,7 @@ _POLL_S = 0.02
 DEFAULT_BOOT_TIMEOUT_S = 3.0
 
 
-class _NoReply(DeviceError):
+class NoReply(DeviceError):
     """The box did not answer in time (while the port itself kept working)."""
 
 
@@ -142,7 +142,7 @@ class SerialTriggerBox(TriggerBox):
             try:
                 reply = self._transact(Command.VERSION, timeout_s=min(self.timeout_s, remaining_s))
                 break
-            except _NoReply as error:
+            except NoReply as error:
                 if time.monotonic() >= deadline_s:
                     raise DeviceError(
                         f"no trigger box answers on {self.port} (waited "
@@ -209,7 +209,7 @@ class SerialTriggerBox(TriggerBox):
                         if reply is not None:
                             return reply
                     if time.monotonic() >= deadline_s:
-                        raise _NoReply(
+                        raise NoReply(
                             f"trigger box on {self.port} did not answer {command} "
                             f"within {wait_s:g} s"
                         )
