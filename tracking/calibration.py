@@ -609,7 +609,7 @@ class CalibrationResult:
 
 
 def calibrate(
-    board: ChArUcoBoard | Chessboard,
+    board: Board,
     detections: Mapping[str, Sequence[BoardDetection | None]],
     image_sizes_px: Mapping[str, tuple[int, int]],
     *,
@@ -1245,7 +1245,7 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 def detect_in_images(
-    board: ChArUcoBoard | Chessboard, paths: Sequence[Path]
+    board: Board, paths: Sequence[Path]
 ) -> tuple[list[BoardDetection | None], tuple[int, int]]:
     """The board in every image (None where not found), and the images' (width, height)."""
     detections: list[BoardDetection | None] = []
@@ -1268,7 +1268,7 @@ def detect_in_images(
 
 
 def calibrate_image_folders(
-    board: ChArUcoBoard | Chessboard,
+    board: Board,
     sources: Mapping[str, str | Path],
     *,
     reference_camera: str | None = None,
