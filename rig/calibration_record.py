@@ -11,7 +11,6 @@ import tomllib
 from typing import Any
 
 import numpy as np
-import tomli_w
 
 from rig.config import RigConfig
 from tracking.camera_group import CameraGroup
@@ -46,7 +45,7 @@ def calibration_datasets(
     datasets: dict[str, np.ndarray] = {}
     attrs: dict[str, dict[str, Any]] = {
         "/calibration": {
-            "anipose_toml": tomli_w.dumps(group.to_anipose()),
+            "anipose_toml": group.to_toml(),
             "source": source,
             "units": "mm",
         }
