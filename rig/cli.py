@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rig.config import DEFAULT_CONFIG_PATH, ConfigError, RigConfig, load_config
@@ -99,6 +101,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_TRIAL_FAILED
     printer = StatusPrinter(sys.stdout)
+    # SIGTERM (a session manager, `kill`) ends the trial like Ctrl-C: stopped in order, file kept.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = Supervisor(config).run_trial(on_status=printer)
     except OSError as error:
@@ -112,6 +116,10 @@ def _run(args: argparse.Namespace) -> int:
     if not result.completed:
         return EXIT_TRIAL_FAILED
     return EXIT_OK if balanced else EXIT_ACCOUNTING
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _complete_and_report(path: Path, config: RigConfig) -> None:

@@ -224,8 +224,12 @@ class _TrialRun:
         try:
             self._start(path, root_attrs)
             self._run_for(duration_s)
-        except KeyboardInterrupt:
-            end_reason = "stopped by the operator (Ctrl-C)"
+        except KeyboardInterrupt as interrupt:
+            end_reason = (
+                f"stopped by the operator ({interrupt.args[0]})"
+                if interrupt.args
+                else "stopped by the operator (Ctrl-C)"
+            )
             interrupted = True
         except TrialAborted as error:
             end_reason = str(error)

@@ -6,6 +6,7 @@ Real processes, real ZeroMQ sockets, a real HDF5 file, opened and checked afterw
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,33 @@ def test_unplugged_trigger_box_ends_the_trial_within_a_second(tmp_path: Path) ->
         for camera in CAMERAS:
             assert f[f"cameras/{camera}"].attrs["frames_dropped"] == 0
     assert "trigger box" in result.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_trial_stops_in_order_and_keeps_its_file(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rig.cli", "run", "--duration-s", "60", "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:  # wait until frames are flowing
+        if "running" in line and "cam_left 0 " not in line:
+            break
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stdout + stderr
+    assert "Traceback" not in stderr
+    with h5py.File(only_trial_file(out), "r") as f:
+        assert f.attrs["closed_cleanly"]
+        assert "stopped by the operator" in f.attrs["end_reason"]
+        pulses = f["daq/trigger_sample_index"].shape[0]
+        assert pulses > 0
+        for camera in CAMERAS:
+            group = f[f"cameras/{camera}"]
+            assert group.attrs["frames_dropped"] == 0
+            np.testing.assert_array_equal(group["trigger_index"][:], np.arange(pulses))
