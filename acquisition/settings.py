@@ -109,6 +109,10 @@ class FaultsConfig:
     slow_disk_ms_per_frame: float = field(default=0.0, metadata=ge(0))
     # Pull the twin trigger box's cable this long after the DAQ starts (0 = never).
     triggerbox_unplug_after_s: float = field(default=0.0, metadata=ge(0))
+    # SIGKILL this worker ("writer", "daq", "camera:<name>", "pose:<names>", "triangulator")
+    # this long after the pulses start, as a crash would.
+    kill_worker: str = ""
+    kill_worker_after_s: float = field(default=1.0, metadata=ge(0))
 
 
 @dataclass(frozen=True)

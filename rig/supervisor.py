@@ -18,6 +18,7 @@ import multiprocessing.process
 import os
 import platform
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -342,7 +343,12 @@ class _TrialRun:
         deadline = time.monotonic() + duration_s
         next_status = 0.0
         next_box_poll = time.monotonic() + TRIGGERBOX_POLL_S
+        faults = self.config.sim.faults
+        kill_at = time.monotonic() + faults.kill_worker_after_s if faults.kill_worker else None
         while time.monotonic() < deadline:
+            if kill_at is not None and time.monotonic() >= kill_at:
+                self._kill_worker(faults.kill_worker)
+                kill_at = None
             self._pump(0.05)
             if self.triggerbox is not None and time.monotonic() >= next_box_poll:
                 self._poll_triggerbox()
@@ -438,6 +444,15 @@ class _TrialRun:
             self.triggerbox.start()
         else:
             self._command("daq", "start_trigger", rate_hz=rate_hz)
+
+    def _kill_worker(self, role: str) -> None:
+        """The fault knob sim.faults.kill_worker: a crash of that worker, mid-trial."""
+        worker = self.workers.get(role)
+        if worker is None or worker.process.pid is None:
+            log.warning("sim.faults.kill_worker: no worker %r", role)
+            return
+        log.warning("fault injected: killing %s", role)
+        os.kill(worker.process.pid, signal.SIGKILL)
 
     def _poll_triggerbox(self) -> None:
         from acquisition.triggerbox.serial_box import NoReply

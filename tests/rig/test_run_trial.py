@@ -232,3 +232,47 @@ def test_interrupted_trial_stops_in_order_and_keeps_its_file(
             group = f[f"cameras/{camera}"]
             assert group.attrs["frames_dropped"] == 0
             np.testing.assert_array_equal(group["trigger_index"][:], np.arange(pulses))
+
+
+def _config_with_faults(tmp_path: Path, faults: str) -> Path:
+    config = config_with(tmp_path, "")
+    text = config.read_text().replace(
+        "slow_disk_ms_per_frame = 0.0", "slow_disk_ms_per_frame = 0.0\n" + faults
+    )
+    config.write_text(text)
+    return config
+
+
+def test_a_camera_killed_mid_trial_ends_it_with_the_reason(tmp_path: Path) -> None:
+    config = _config_with_faults(
+        tmp_path, 'kill_worker = "camera:cam_front"\nkill_worker_after_s = 1.0'
+    )
+    out = tmp_path / "out"
+    result = rig("run", "--config", str(config), "--duration-s", "10", "--output", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    with h5py.File(only_trial_file(out), "r") as f:
+        assert f.attrs["closed_cleanly"]
+        assert "camera:cam_front process died (exit code -9)" in f.attrs["end_reason"]
+        # Noticed within a second of the kill, 1 s after the pulses started.
+        assert f.attrs["stop_requested_after_s"] < 2.0
+        pulses = f["daq/trigger_sample_index"].shape[0]
+        for camera in ("cam_left", "cam_right", "cam_top"):
+            group = f[f"cameras/{camera}"]
+            np.testing.assert_array_equal(group["trigger_index"][:], np.arange(pulses))
+        assert f["cameras/cam_front/frame_id"].shape[0] < pulses
+
+
+def test_a_writer_killed_mid_trial_leaves_a_readable_file(tmp_path: Path) -> None:
+    config = _config_with_faults(tmp_path, 'kill_worker = "writer"\nkill_worker_after_s = 1.5')
+    out = tmp_path / "out"
+    result = rig("run", "--config", str(config), "--duration-s", "10", "--output", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "writer process died" in result.stdout
+    path = only_trial_file(out)
+    inspected = rig("inspect", str(path), "--json")
+    assert inspected.returncode == 0, inspected.stderr
+    summary = json.loads(inspected.stdout)
+    assert summary["closed_cleanly"] is False
+    frames = [camera["frames"] for camera in summary["cameras"].values()]
+    assert min(frames) > 0  # what was flushed before the kill is there
