@@ -47,10 +47,10 @@ class Recipe:
 FULL_RECIPE = Recipe(
     name="full",
     scenes=24,
-    frames_per_camera=125,
-    crop_px=192,
+    frames_per_camera=200,
+    crop_px=128,
     background_share=0.15,
-    training=TrainingConfig(steps=2400, batch_size=32),
+    training=TrainingConfig(steps=3000, batch_size=32),
     evaluation_frames_per_camera=40,
     timing_frames=300,
 )

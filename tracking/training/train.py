@@ -38,13 +38,13 @@ class TrainingConfig:
     """Everything that decides the trained weights besides the data."""
 
     seed: int = 0
-    steps: int = 2400
+    steps: int = 3000
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup_steps: int = 100
     # Cells whose centre is this close to a label are positive (DeepLabCut's pos_dist_thresh).
     positive_radius_px: float = 12.0
-    locref_loss_weight: float = 0.5
+    locref_loss_weight: float = 1.0
     # Positive cells are few (a disk per part); weighting them speeds up finding the peaks.
     positive_weight: float = 5.0
     # Per-image brightness gain and offset drawn uniformly within these bounds.
