@@ -125,7 +125,8 @@ def evaluate_model_folder(
         first: LabelledImages | None = None
         for condition in conditions:
             data = render_evaluation_frames(condition, frames_per_camera, camera_names=camera_names)
-            first = first or data
+            if first is None:
+                first = data
             poses, _ = estimate_all(estimator, data.images)
             results["conditions"][condition.name] = {
                 "noise_dn": condition.noise_dn,

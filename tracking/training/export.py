@@ -129,7 +129,7 @@ def frozen_graph_def(model: Any, network: NetworkConfig) -> Any:
 
 
 def pose_config(
-    body_parts: Sequence[str], extra: Mapping[str, Any] | None = None
+    body_parts: Sequence[str], locref_stdev: float, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The pose_cfg.yaml of an exported model: the keys dlclive reads and DeepLabCut writes."""
     config: dict[str, Any] = {
@@ -140,7 +140,7 @@ def pose_config(
         "net_type": "twin_tiny",
         "stride": STRIDE,
         "location_refinement": True,
-        "locref_stdev": 7.2801,
+        "locref_stdev": float(locref_stdev),
         "locref_huber_loss": True,
         "global_scale": 1.0,
         "batch_size": 1,
@@ -170,8 +170,7 @@ def write_model_folder(
         stale.unlink()
     graph_def = frozen_graph_def(model, network)
     (folder / GRAPH_FILE_NAME).write_bytes(graph_def.SerializeToString())
-    config = pose_config(body_parts, extra_config)
-    config["locref_stdev"] = float(locref_stdev)
+    config = pose_config(body_parts, locref_stdev, extra_config)
     yaml = ruamel.yaml.YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     with (folder / POSE_CONFIG_NAME).open("w", encoding="utf-8") as stream:
