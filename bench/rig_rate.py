@@ -170,7 +170,11 @@ def trial_config(
                 "max_buffered_frames": template.max_buffered_frames,
             }
         )
-    return load_config(base_config, {"trigger.rate_hz": rate_hz, "cameras": camera_tables})
+    # The recorder alone: tracking (its own benchmark) would share the same cores.
+    return load_config(
+        base_config,
+        {"trigger.rate_hz": rate_hz, "cameras": camera_tables, "tracking.enabled": False},
+    )
 
 
 def record_at(

@@ -10,12 +10,34 @@ import h5py
 import numpy as np
 import pytest
 
+from rig.config import DEFAULT_CONFIG_PATH
+
+
+def recording_only_config(folder: Path) -> Path:
+    """The default rig with tracking off: this measures the recorder."""
+    text = DEFAULT_CONFIG_PATH.read_text()
+    start = text.index("[tracking]")
+    path = folder / "recording.toml"
+    path.write_text(text[:start])
+    return path
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_thirty_seconds_at_200_fps_without_a_drop(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "rig.cli", "run", "--duration-s", "30", "--output", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "rig.cli",
+            "run",
+            "--duration-s",
+            "30",
+            "--output",
+            str(tmp_path / "trials"),
+            "--config",
+            str(recording_only_config(tmp_path)),
+        ],
         capture_output=True,
         text=True,
         timeout=580,
@@ -23,7 +45,7 @@ def test_thirty_seconds_at_200_fps_without_a_drop(tmp_path: Path) -> None:
     )
     print(result.stdout[-1500:])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (path,) = tmp_path.glob("*.h5")
+    (path,) = (tmp_path / "trials").glob("*.h5")
     with h5py.File(path, "r") as f:
         pulses = f["daq/trigger_sample_index"].shape[0]
         assert pulses >= 30 * 200
