@@ -33,9 +33,11 @@ def rig(*args: str) -> subprocess.CompletedProcess[str]:
 def tracked_trial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("tracked")
     config = folder / "tracked.toml"
-    text = DEFAULT_CONFIG_PATH.read_text()
-    if "[tracking]" not in text:
-        text += f'\n[tracking]\nenabled = true\nmodel = "{MODEL}"\ncalibration = "twin"\n'
+    # The default rig, as `rig run` uses it (tracking on), moved next to the trial.
+    text = DEFAULT_CONFIG_PATH.read_text().replace(
+        'model = "../tracking/models/twin"', f'model = "{MODEL}"'
+    )
+    assert f'model = "{MODEL}"' in text and "enabled = true" in text
     config.write_text(text)
     result = rig("run", "--config", str(config), "--duration-s", "2.6", "--output", str(folder))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
