@@ -100,7 +100,7 @@ def _infer_missing(
     missing = np.flatnonzero(np.all(np.isnan(poses[:, :, 2]), axis=1))
     for count, row in enumerate(missing):
         poses[row] = estimator.estimate(frames[row])
-        if count % 200 == 0:
+        if count % 500 == 0:
             progress(f"{camera}: inferred {count}/{missing.size} frames not inferred live")
     inferred_live = np.ones(rows, dtype=bool)
     inferred_live[missing] = False
