@@ -106,6 +106,24 @@ def test_export_replaces_an_older_graph(tmp_path: Path) -> None:
     assert [path.name for path in folder.glob("*.pb")] == [GRAPH_FILE_NAME]
 
 
+def test_export_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
+    model = _random_model(SMALL_NETWORK, 4)
+    graphs = []
+    for name in ("first", "second"):
+        folder = write_model_folder(
+            model, SMALL_NETWORK, BODY_PARTS, tmp_path / name, locref_stdev=LOCREF_STDEV_PX
+        )
+        graphs.append((folder / GRAPH_FILE_NAME).read_bytes())
+        assert (folder / "pose_cfg.yaml").read_text(encoding="utf-8") == (
+            (tmp_path / "first" / "pose_cfg.yaml").read_text(encoding="utf-8")
+        )
+    assert graphs[0] == graphs[1]
+    # Canonical bytes (sorted protobuf maps), so another process writes the same file too.
+    graph_def = import_tensorflow().compat.v1.GraphDef()
+    graph_def.ParseFromString(graphs[0])
+    assert graph_def.SerializeToString(deterministic=True) == graphs[0]
+
+
 def test_network_config_is_validated() -> None:
     with pytest.raises(ValueError, match="deep_channels"):
         NetworkConfig(deep_channels=0)

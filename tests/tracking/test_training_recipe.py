@@ -122,7 +122,6 @@ def test_script_rejects_bad_arguments() -> None:
     assert args.output == REPO_ROOT / "tracking" / "models" / "twin"
 
 
-@pytest.mark.slow
 def test_quick_script_exports_a_folder_dlclive_loads(tmp_path: Path) -> None:
     output = tmp_path / "quick_model"
     started = time.perf_counter()

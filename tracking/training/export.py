@@ -169,7 +169,9 @@ def write_model_folder(
         # A folder must hold exactly one graph; an older export's would be ambiguous.
         stale.unlink()
     graph_def = frozen_graph_def(model, network)
-    (folder / GRAPH_FILE_NAME).write_bytes(graph_def.SerializeToString())
+    # Deterministic: protobuf maps (node attributes) otherwise serialise in any order, and the
+    # same weights would give different bytes and SHA-256 from run to run.
+    (folder / GRAPH_FILE_NAME).write_bytes(graph_def.SerializeToString(deterministic=True))
     config = pose_config(body_parts, locref_stdev, extra_config)
     yaml = ruamel.yaml.YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
