@@ -314,7 +314,17 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     machine = machine_info()  # before the load of the benchmark itself
     thread_settings = use_single_threaded_compute()
     quick: bool = arguments.quick
-    height, width = arguments.size or ((120, 160) if quick else (480, 640))
+    pool_count = 8 if quick else CHUNK_POOL
+    if arguments.frames_from == "twin":
+        height, width = arguments.size or ((120, 160) if quick else (480, 640))
+        pool_frames, frames_source = synthetic_frames(pool_count, height, width, seed=2)
+    else:
+        video, reason = locate_video(arguments.data_dir, arguments.frames_from)
+        if video is None:
+            raise SystemExit(f"--frames-from {arguments.frames_from}: {reason}")
+        pool_frames = read_gray_frames(video, pool_count)
+        frames_source = f"{arguments.frames_from}: {video.name}"
+        _, height, width = pool_frames.shape
     plan = WriterPlan(
         cameras=arguments.cameras,
         frames_per_camera=25 if quick else arguments.frames_per_camera,
@@ -324,7 +334,6 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     )
     repeats = 1 if quick else arguments.repeats
     video_frames = 10 if quick else arguments.video_frames
-    pool_frames, frames_source = synthetic_frames(8 if quick else CHUNK_POOL, height, width, seed=2)
     parent: Path = arguments.dir if arguments.dir is not None else Path.cwd()
     parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="jumprig-bench-writer-", dir=parent))
@@ -335,8 +344,9 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     for row in throughput:
         print(f"  {row['method']:<18} {row['raw_mb_per_s']:>8.0f} MB/s raw", flush=True)
     twin_frames = 8 if quick else arguments.twin_frames
+    twin_height, twin_width = arguments.size or ((120, 160) if quick else (480, 640))
     compression, skipped = compression_rows(
-        arguments.data_dir, height, width, twin_frames, video_frames
+        arguments.data_dir, twin_height, twin_width, twin_frames, video_frames
     )
     return {
         "benchmark": NAME,
@@ -367,8 +377,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
 def print_results(results: dict[str, Any]) -> None:
     print_machine(results["machine"])
     print_table(
-        f"Writer throughput, {results['settings']['cameras']} cameras, with fsync "
-        "(median of repeats)",
+        f"Writer throughput, {results['settings']['cameras']} cameras, frames: "
+        f"{results['settings']['frames_source']}; with fsync (median of repeats)",
         results["throughput"],
         [
             Column("method", "method"),
@@ -426,6 +436,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=SHARED_DATA_DIR,
         help="folder holding dlc_openfield/ and lightning_pose_mirror_mouse/ "
         "(default: ../shared/data beside the repository)",
+    )
+    parser.add_argument(
+        "--frames-from",
+        choices=["twin", *REAL_VIDEOS],
+        default="twin",
+        help="content of the frames the writer stores (a real video sets the frame size)",
     )
     parser.add_argument(
         "--twin-frames", type=int, default=200, help="twin frames rendered for compression"

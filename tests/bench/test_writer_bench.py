@@ -86,3 +86,14 @@ def test_absent_real_data_is_skipped_with_a_reason(tmp_path: Path) -> None:
     for entry in results["skipped"]:
         assert str(absent) in entry["reason"]
         assert f"skipped {entry['source']}" in results["stdout"]
+
+
+def test_writer_can_store_real_video_frames(tmp_path: Path) -> None:
+    if not (SHARED_DATA_DIR / "lightning_pose_mirror_mouse").is_dir():
+        pytest.skip(f"real videos absent: {SHARED_DATA_DIR}")
+    results = run_writer_bench(tmp_path, "--frames-from", "lightning_pose_mirror_mouse")
+    assert results["settings"]["size"] == "396x406"
+    assert results["settings"]["frames_source"].startswith("lightning_pose_mirror_mouse")
+    writer = next(r for r in results["throughput"] if r["method"] == "trialfile_writer")
+    # Real video compresses: the file holds fewer bytes than the raw frames.
+    assert 0 < writer["on_disk_mb"] < writer["raw_mb"]
