@@ -297,7 +297,9 @@ def test_a_camera_killed_mid_trial_ends_it_with_the_reason(tmp_path: Path) -> No
 
 
 def test_a_writer_killed_mid_trial_leaves_a_readable_file(tmp_path: Path) -> None:
-    config = _config_with_faults(tmp_path, 'kill_worker = "writer"\nkill_worker_after_s = 1.5')
+    # Late enough that several flushes (every 0.5 s, whole chunks) have committed frames even
+    # when the machine is slow to get going.
+    config = _config_with_faults(tmp_path, 'kill_worker = "writer"\nkill_worker_after_s = 4.0')
     out = tmp_path / "out"
     result = rig("run", "--config", str(config), "--duration-s", "10", "--output", str(out))
     assert result.returncode == 1, result.stdout + result.stderr
