@@ -31,6 +31,10 @@ TOPIC_EOS = b"eos"
 TOPIC_LIVE_FRAME = b"live"
 TOPIC_POSE2D = b"pose2d"
 TOPIC_POSE3D = b"pose3d"
+# Jump detector output: the phase, new events and the last jump's numbers (header extra).
+TOPIC_JUMP = b"jump"
+# The supervisor's status snapshot (header extra), for the preview.
+TOPIC_STATUS = b"status"
 
 ENCODING_RAW = "raw"
 # An HDF5 chunk ready for write_direct_chunk: Blosc (lz4, bitshuffle) plus a fletcher32 trailer.
@@ -161,7 +165,10 @@ class Endpoints:
     """The ZeroMQ endpoints of one trial (``ipc://`` on one machine, ``tcp://`` across several).
 
     ``live_frames`` is a template with ``{camera}``: each camera publishes its newest raw frames
-    there for tracking and the preview.
+    there for tracking. ``jump_input`` is where the jump detector takes DAQ blocks, pulses and 3D
+    poses. ``monitor`` (empty: none) is where the live preview listens: every live stage connects
+    a PUB socket there and offers what it makes (frames decimated to the preview's rate, DAQ
+    blocks, 2D and 3D poses, jump phase and events, the supervisor's status), never waiting.
     """
 
     control: str
@@ -169,6 +176,8 @@ class Endpoints:
     trigger_line: str
     live_frames: str = ""
     poses: str = ""
+    jump_input: str = ""
+    monitor: str = ""
 
     def live_frames_of(self, camera: str) -> str:
         return self.live_frames.format(camera=camera)
@@ -188,6 +197,8 @@ RECORD_HWM = 1000
 TWIN_LINE_HWM = 10_000_000
 # The latest-frame paths (tracking, preview) must never queue stale frames.
 LATEST_HWM = 2
+# Small live messages to the preview (DAQ blocks, poses, events): a few seconds' worth, then drop.
+MONITOR_HWM = 1000
 
 
 def make_socket(
