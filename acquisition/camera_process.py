@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.synchronize import Event
 
 import zmq
@@ -47,6 +47,11 @@ DRAIN_MISSING_S = 3.0
 # How long the final flush of the buffer may block on a writer that stopped reading.
 FINAL_SEND_TIMEOUT_MS = RECORD_LINGER_MS
 ARM_TIMEOUT_S = 120.0
+# Frames offered to the live preview: about this many per second (a screen needs no more).
+MONITOR_FRAME_HZ = 30.0
+
+# Builds the camera of one camera process (the replay offers its own, reading a trial file).
+CameraFactory = Callable[[CameraConfig, SimConfig, Sequence[str], zmq.Context, Endpoints], Camera]
 
 
 def role_of(camera_name: str) -> str:
@@ -85,18 +90,30 @@ def run_camera(
     endpoints: Endpoints,
     abort: Event,
     publish_live: bool = False,
+    camera_factory: CameraFactory = make_camera,
 ) -> None:
     """Run one camera for one trial, driven by the supervisor's commands.
 
-    With ``publish_live`` it also publishes every frame, raw, on its live endpoint for tracking
-    and the preview; that socket keeps only the newest frames and never slows the camera.
+    With ``publish_live`` it also publishes every frame, raw, on its live endpoint for tracking;
+    with ``endpoints.monitor`` it offers about MONITOR_FRAME_HZ frames a second to the preview.
+    Both sockets keep only the newest frames and never slow the camera.
     """
     role = role_of(config.name)
     log = setup_worker(role)
     context = zmq.Context()
     control = WorkerControl(context, endpoints.control, role)
     try:
-        _run(config, sim, all_camera_names, endpoints, abort, context, control, publish_live)
+        _run(
+            config,
+            sim,
+            all_camera_names,
+            endpoints,
+            abort,
+            context,
+            control,
+            publish_live,
+            camera_factory,
+        )
     except Exception as error:
         log.exception("camera failed")
         code = error.code if isinstance(error, DeviceError) else None
@@ -116,8 +133,9 @@ def _run(
     context: zmq.Context,
     control: WorkerControl,
     publish_live: bool,
+    camera_factory: CameraFactory,
 ) -> None:
-    camera = make_camera(config, sim, all_camera_names, context, endpoints)
+    camera = camera_factory(config, sim, all_camera_names, context, endpoints)
     record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
     live = (
         make_socket(
@@ -126,6 +144,13 @@ def _run(
         if publish_live
         else None
     )
+    monitor = (
+        make_socket(context, zmq.PUB, endpoints.monitor, bind=False, hwm=LATEST_HWM)
+        if endpoints.monitor
+        else None
+    )
+    monitor_period_ns = int(1e9 / MONITOR_FRAME_HZ)
+    next_monitor_ns = 0
     with camera:
         status = {"frames": 0, "buffered": 0, "dropped": 0, "last_frame_id": -1}
         control.ready(camera=camera.info())
@@ -164,6 +189,9 @@ def _run(
                 status["last_frame_id"] = frame.frame_id
                 if live is not None:
                     _publish_live(live, config.name, frame)
+                if monitor is not None and last_frame_ns >= next_monitor_ns:
+                    _publish_live(monitor, config.name, frame)
+                    next_monitor_ns = last_frame_ns + monitor_period_ns
             _send_backlog(record, backlog, block=False)
             status["frames"] = seq
             status["buffered"] = len(backlog)
@@ -198,8 +226,9 @@ def _run(
             ),
         )
         record.close(linger=FINAL_SEND_TIMEOUT_MS)
-        if live is not None:
-            live.close(linger=0)
+        for latest in (live, monitor):
+            if latest is not None:
+                latest.close(linger=0)
         control.done(
             frames_sent=seq - len(unsent),
             dropped_trigger_indices=sorted(dropped_trigger_indices + unsent),

@@ -23,6 +23,7 @@ from acquisition.errors import DeviceError
 from acquisition.settings import DaqConfig, SimConfig, TriggerBoxConfig, TriggerConfig
 from acquisition.sim.skeleton import JumpModel
 from acquisition.transport import (
+    MONITOR_HWM,
     RECORD_HWM,
     RECORD_LINGER_MS,
     TOPIC_DAQ,
@@ -55,6 +56,10 @@ def make_daq(config: DaqConfig, trigger: TriggerConfig, sim: SimConfig) -> Daq:
     raise ValueError(f"unknown DAQ backend {config.backend!r}")
 
 
+# Builds the DAQ of the DAQ process (the replay offers its own, reading a trial file).
+DaqFactory = Callable[[DaqConfig, TriggerConfig, SimConfig], Daq]
+
+
 def run_daq(
     config: DaqConfig,
     trigger: TriggerConfig,
@@ -63,14 +68,29 @@ def run_daq(
     endpoints: Endpoints,
     twin_camera_names: Sequence[str],
     abort: Event,
+    daq_factory: DaqFactory = make_daq,
 ) -> None:
-    """Run the DAQ for one trial, driven by the supervisor's commands."""
+    """Run the DAQ for one trial, driven by the supervisor's commands.
+
+    Every block goes to the writer (lossless), to the jump detector at ``endpoints.jump_input``
+    (if any; never waiting: a block it cannot take is counted in ``jump_feed_dropped``) and to
+    the preview's ``endpoints.monitor`` (if any; dropped when the preview lags).
+    """
     log = setup_worker(ROLE)
     context = zmq.Context()
     control = WorkerControl(context, endpoints.control, ROLE)
     try:
         _run(
-            config, trigger, triggerbox, sim, endpoints, twin_camera_names, abort, context, control
+            config,
+            trigger,
+            triggerbox,
+            sim,
+            endpoints,
+            twin_camera_names,
+            abort,
+            context,
+            control,
+            daq_factory,
         )
     except Exception as error:
         log.exception("DAQ failed")
@@ -92,9 +112,10 @@ def _run(
     abort: Event,
     context: zmq.Context,
     control: WorkerControl,
+    daq_factory: DaqFactory,
 ) -> None:
     with contextlib.ExitStack() as resources:
-        daq = resources.enter_context(make_daq(config, trigger, sim))
+        daq = resources.enter_context(daq_factory(config, trigger, sim))
         info: dict[str, Any] = {"daq": daq.info()}
         # Fault knobs that act once acquisition runs.
         started_callbacks: list[Callable[[], None]] = []
@@ -114,6 +135,18 @@ def _run(
 
         record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
         resources.callback(record.close, RECORD_LINGER_MS)
+        # Side feeds that must never hold up the recording: sent without waiting.
+        side_feeds = []
+        if endpoints.jump_input:
+            jump_feed = make_socket(
+                context, zmq.PUSH, endpoints.jump_input, bind=False, hwm=RECORD_HWM
+            )
+            resources.callback(jump_feed.close, RECORD_LINGER_MS)
+            side_feeds.append(("jump_feed_dropped", jump_feed))
+        if endpoints.monitor:
+            monitor = make_socket(context, zmq.PUB, endpoints.monitor, bind=False, hwm=MONITOR_HWM)
+            resources.callback(monitor.close, 0)
+            side_feeds.append(("", monitor))
         twin_line = None
         jump = JumpModel(sim.jump)
         if twin_camera_names:
@@ -130,7 +163,7 @@ def _run(
             resources.callback(twin_line.close, TWIN_LINE_LINGER_MS)
             _wait_for_subscribers(twin_line, len(twin_camera_names), control)
 
-        status: dict[str, Any] = {"samples": 0, "pulses": 0}
+        status: dict[str, Any] = {"samples": 0, "pulses": 0, "jump_feed_dropped": 0}
         control.ready(**info)
         command = control.wait_command("start", READY_TIMEOUT_S * 6, status)
         if command["type"] == "abort":
@@ -179,7 +212,14 @@ def _run(
                         "n_channels": n_channels,
                     },
                 )
-                send_message(record, TOPIC_DAQ, header, pack_block(block))
+                payload = pack_block(block)
+                send_message(record, TOPIC_DAQ, header, payload)
+                for dropped_key, feed in side_feeds:
+                    try:
+                        send_message(feed, TOPIC_DAQ, header, payload, flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        if dropped_key:
+                            status[dropped_key] += 1
                 seq += 1
                 status["samples"] = block.first_sample_index + block.n_samples
                 for sample_index in edges.tolist():
@@ -204,10 +244,19 @@ def _run(
             if control.heartbeat_due():
                 control.heartbeat(**status)
         daq.stop()
-        send_message(record, TOPIC_EOS, eos_header(STREAM, seq, samples=status["samples"]))
+        end = eos_header(STREAM, seq, samples=status["samples"])
+        send_message(record, TOPIC_EOS, end)
+        for _, feed in side_feeds:
+            with contextlib.suppress(zmq.Again):
+                send_message(feed, TOPIC_EOS, end, flags=zmq.NOBLOCK)
         if twin_line is not None:
             send_message(twin_line, TOPIC_EOS, eos_header(TWIN_LINE_STREAM, pulses))
-        control.done(samples=status["samples"], pulses=pulses, messages=seq)
+        control.done(
+            samples=status["samples"],
+            pulses=pulses,
+            messages=seq,
+            jump_feed_dropped=status["jump_feed_dropped"],
+        )
 
 
 def _wait_for_subscribers(xpub: zmq.Socket, expected: int, control: WorkerControl) -> None:

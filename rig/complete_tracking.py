@@ -5,7 +5,8 @@ holds 2D poses for only some frames. This step infers every frame that has none,
 every trigger index seen by two or more cameras, and runs the jump detector offline over the
 whole trial (the same detector code as live, fed in the same way), rewriting ``/pose2d``,
 ``/pose3d`` and ``/events``. Which frames were inferred live stays recorded in
-``/tracking/inferred_live/<camera>``.
+``/tracking/inferred_live/<camera>``, and the live detector's events move to
+``/tracking_live/events``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ import numpy as np
 from rig.calibration_record import group_from_attribute
 from tracking.camera_group import CameraGroup
 from tracking.jump_detection import JumpDetectorSettings, detect_jumps, events_table
+from tracking.jump_process import jump_channels
 from tracking.pose import PoseEstimator
 from tracking.settings import TrackingSettings
 from tracking.triangulation import triangulate_robust
 
+# Where the live detector's events are kept once /events holds the offline ones.
+LIVE_EVENTS = "tracking_live/events"
 # Points triangulated per call: bounds memory, keeps the batched DLT efficient.
 TRIANGULATION_BATCH_POINTS = 20_000
 
@@ -179,8 +183,8 @@ def _detect_jumps(f: h5py.File, body_parts: tuple[str, ...]) -> int:
     analog = f["daq/analog"]
     kinds = [str(kind) for kind in analog.attrs["kinds"]]
     names = [str(name) for name in analog.attrs["channel_names"]]
-    force = [i for i, kind in enumerate(kinds) if kind == "force"]
-    if len(force) < 2:
+    channels = jump_channels(names, kinds)
+    if channels is None:
         return 0
     events = detect_jumps(
         analog[:],
@@ -189,9 +193,13 @@ def _detect_jumps(f: h5py.File, body_parts: tuple[str, ...]) -> int:
         f["pose3d/points"][:],
         f["pose3d/trigger_index"][:],
         settings=JumpDetectorSettings(),
-        force_channels=(force[0], force[1]),
-        emg_channels={names[i]: i for i, kind in enumerate(kinds) if kind == "emg"},
+        force_channels=channels.force,
+        emg_channels=channels.emg,
         body_parts=body_parts,
     )
-    _replace(f, "events", events_table(events))
+    # What the live detector found stays, beside the other live results.
+    live = f.get("events")
+    if live is not None and live.attrs.get("source") == "live" and LIVE_EVENTS not in f:
+        f.copy(live, LIVE_EVENTS)
+    _replace(f, "events", events_table(events), source="offline, complete 3D poses")
     return len(events)

@@ -10,6 +10,7 @@ the reason recorded in the file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import logging
@@ -28,14 +29,26 @@ from typing import Any
 
 import zmq
 
-from acquisition.camera_process import role_of, run_camera
+from acquisition.camera_process import CameraFactory, make_camera, role_of, run_camera
 from acquisition.control import HEARTBEAT_TIMEOUT_S, decode, encode
-from acquisition.daq_process import run_daq
-from acquisition.transport import Endpoints
+from acquisition.daq_process import DaqFactory, make_daq, run_daq
+from acquisition.sim.skeleton import BODY_PARTS
+from acquisition.transport import (
+    MONITOR_HWM,
+    TOPIC_STATUS,
+    Endpoints,
+    Header,
+    make_socket,
+    send_message,
+)
 from rig.calibration_record import trial_camera_group
 from rig.config import RigConfig
 from rig.versions import software_versions
-from rig.writer_process import run_writer
+from rig.writer_process import run_writer, trial_jump_channels
+from tracking.jump_process import ROLE as JUMPS
+from tracking.jump_process import STREAM as JUMP_STREAM
+from tracking.jump_process import run_jump_detector
+from tracking.pose import read_model_folder
 from tracking.pose_process import pose_stream, run_pose
 from tracking.pose_process import role_of as pose_role
 from tracking.triangulator_process import ROLE as TRIANGULATOR
@@ -95,6 +108,24 @@ class StatusSnapshot:
     buffered: dict[str, int]
     daq_samples: int
     pulses: int
+    # The live jump detector's view ("" and 0 without one): phase, jumps so far, the last one.
+    phase: str = ""
+    jumps: int = 0
+    last_jump: dict[str, float | None] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "buffered": self.buffered,
+            "daq_samples": self.daq_samples,
+            "pulses": self.pulses,
+            "phase": self.phase,
+            "jumps": self.jumps,
+            "last_jump": self.last_jump,
+        }
 
 
 @dataclass(frozen=True)
@@ -116,8 +147,21 @@ def estimate_trial_bytes(config: RigConfig, duration_s: float) -> int:
 class Supervisor:
     """Runs trials of one rig config. Use :meth:`run_trial`; one trial at a time."""
 
-    def __init__(self, config: RigConfig) -> None:
+    def __init__(
+        self,
+        config: RigConfig,
+        *,
+        camera_factory: CameraFactory = make_camera,
+        daq_factory: DaqFactory = make_daq,
+        monitor_endpoint: str = "",
+    ) -> None:
+        """``camera_factory`` and ``daq_factory`` build the devices inside their processes (the
+        replay passes its own, which read a trial file); ``monitor_endpoint`` is where a live
+        preview listens (empty: none)."""
         self.config = config
+        self.camera_factory = camera_factory
+        self.daq_factory = daq_factory
+        self.monitor_endpoint = monitor_endpoint
         self._spawn = multiprocessing.get_context("spawn")
         # One compute thread per worker: the rig runs one process per device already, and
         # threaded BLAS or Blosc in each of them would only oversubscribe the cores.
@@ -131,7 +175,9 @@ class Supervisor:
         duration_s: float | None = None,
         output_dir: Path | str | None = None,
         on_status: Callable[[StatusSnapshot], None] | None = None,
+        extra_root_attrs: dict[str, Any] | None = None,
     ) -> TrialResult:
+        """Run one trial and return how it ended; ``extra_root_attrs`` go on the file's root."""
         config = self.config
         subject = subject or config.trial.subject
         duration_s = duration_s if duration_s is not None else config.trial.duration_s
@@ -160,6 +206,7 @@ class Supervisor:
             "config_source": config.source_path,
             "host": platform.node(),
             **software_versions(),
+            **(extra_root_attrs or {}),
         }
         with tempfile.TemporaryDirectory(prefix="jumprig-") as ipc_dir:
             endpoints = self._endpoints(Path(ipc_dir))
@@ -170,7 +217,16 @@ class Supervisor:
                     raise OSError("tracking needs a calibration (tracking.calibration)")
                 calibration_path = str(Path(ipc_dir) / "calibration.toml")
                 camera_group.save(calibration_path)
-            run = _TrialRun(config, endpoints, self._spawn, on_status, calibration_path)
+            run = _TrialRun(
+                config,
+                endpoints,
+                self._spawn,
+                on_status,
+                calibration_path,
+                self.camera_factory,
+                self.daq_factory,
+                trial_id,
+            )
             return run.execute(path, trial_id, root_attrs, duration_s)
 
     def _endpoints(self, ipc_dir: Path) -> Endpoints:
@@ -181,6 +237,8 @@ class Supervisor:
             trigger_line=configured.trigger_line or f"ipc://{ipc_dir}/trigger_line",
             live_frames=f"ipc://{ipc_dir}/live_{{camera}}",
             poses=f"ipc://{ipc_dir}/poses",
+            jump_input=f"ipc://{ipc_dir}/jump_input",
+            monitor=self.monitor_endpoint,
         )
 
 
@@ -193,9 +251,15 @@ class _TrialRun:
         endpoints: Endpoints,
         spawn: Any,
         on_status: Callable[[StatusSnapshot], None] | None,
-        calibration_path: str = "",
+        calibration_path: str,
+        camera_factory: CameraFactory,
+        daq_factory: DaqFactory,
+        trial_id: str,
     ) -> None:
         self.config = config
+        self.camera_factory = camera_factory
+        self.daq_factory = daq_factory
+        self.trial_id = trial_id
         self.calibration_path = calibration_path
         self.endpoints = endpoints
         self.spawn = spawn
@@ -207,9 +271,15 @@ class _TrialRun:
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.router.bind(endpoints.control)
+        self.monitor = (
+            make_socket(self.context, zmq.PUB, endpoints.monitor, bind=False, hwm=MONITOR_HWM)
+            if endpoints.monitor
+            else None
+        )
         self.abort = spawn.Event()
         self.failure: str | None = None
         self.pose_roles: list[str] = []
+        self.jump_detector = False
         self.started_s = time.monotonic()
         self.running_since_s: float | None = None
         self.triggerbox: Any = None
@@ -282,6 +352,7 @@ class _TrialRun:
                     self.endpoints,
                     self.abort,
                     config.tracking.enabled,
+                    self.camera_factory,
                 ),
             )
         self._spawn_worker(
@@ -295,6 +366,7 @@ class _TrialRun:
                 self.endpoints,
                 twin_cameras,
                 self.abort,
+                self.daq_factory,
             ),
         )
         self._await_ready([*camera_roles, "daq"])
@@ -310,7 +382,36 @@ class _TrialRun:
         self.state = TrialState.RUNNING
 
     def _start_trackers(self) -> list[str]:
-        """Pose and triangulator processes (before the cameras, so no frame is missed)."""
+        """Pose, triangulator and jump detector processes (before the cameras and the DAQ, so
+        no frame or sample is missed)."""
+        roles = self._start_pose_trackers()
+        channels = trial_jump_channels(self.config)
+        if channels is not None:
+            config = self.config
+            body_parts = (
+                read_model_folder(config.tracking.model_for(config.camera_names[0])).body_parts
+                if config.tracking.enabled
+                else BODY_PARTS
+            )
+            self._spawn_worker(
+                JUMPS,
+                run_jump_detector,
+                (
+                    config.daq.rate_hz,
+                    channels,
+                    tuple(body_parts),
+                    len(config.cameras),
+                    config.tracking.enabled,
+                    self.endpoints,
+                    self.abort,
+                ),
+            )
+            self._await_ready([JUMPS])
+            self.jump_detector = True
+            roles.append(JUMPS)
+        return roles
+
+    def _start_pose_trackers(self) -> list[str]:
         config = self.config
         if not config.tracking.enabled:
             return []
@@ -380,7 +481,12 @@ class _TrialRun:
         for role in live_cameras:
             self._try_command(role, "stop", pulses_sent=pulses_sent)
         self._await_done(live_cameras)
-        for stage in (self.pose_roles, [TRIANGULATOR] if self.pose_roles else []):
+        stages = (
+            self.pose_roles,
+            [TRIANGULATOR] if self.pose_roles else [],
+            [JUMPS] if self.jump_detector else [],
+        )
+        for stage in stages:
             live_trackers = [role for role in stage if self._alive(role)]
             for role in live_trackers:
                 self._try_command(role, "stop")
@@ -391,6 +497,8 @@ class _TrialRun:
                 dead += [pose_stream(name) for name in role.split(":", 1)[-1].split("+")]
         if self.pose_roles and not self._ended(TRIANGULATOR):
             dead.append(POSE3D_STREAM)
+        if self.jump_detector and not self._ended(JUMPS):
+            dead.append(JUMP_STREAM)
         if not self._alive("writer"):
             return {}
         if self.failure and self.failure not in reason:
@@ -417,6 +525,8 @@ class _TrialRun:
                 worker.process.terminate()
                 worker.process.join(timeout=2.0)
         self.router.close()
+        if self.monitor is not None:
+            self.monitor.close(linger=0)
         self.context.term()
 
     # --- trigger pulses ---------------------------------------------------------------------------
@@ -609,18 +719,34 @@ class _TrialRun:
                 )
 
     def _report_status(self) -> None:
-        if self.on_status is None:
+        if self.on_status is None and self.monitor is None:
             return
-        cameras = {name: self.workers[role_of(name)].status for name in self.config.camera_names}
+        cameras = {
+            name: self.workers[role_of(name)].status if role_of(name) in self.workers else {}
+            for name in self.config.camera_names
+        }
         daq = self.workers["daq"].status if "daq" in self.workers else {}
-        self.on_status(
-            StatusSnapshot(
-                state=self.state,
-                elapsed_s=time.monotonic() - (self.running_since_s or self.started_s),
-                frames={name: int(s.get("frames", 0)) for name, s in cameras.items()},
-                dropped={name: int(s.get("dropped", 0)) for name, s in cameras.items()},
-                buffered={name: int(s.get("buffered", 0)) for name, s in cameras.items()},
-                daq_samples=int(daq.get("samples", 0)),
-                pulses=int(daq.get("pulses", 0)),
-            )
+        jumps = self.workers[JUMPS].status if JUMPS in self.workers else {}
+        status = StatusSnapshot(
+            state=self.state,
+            elapsed_s=time.monotonic() - (self.running_since_s or self.started_s),
+            frames={name: int(s.get("frames", 0)) for name, s in cameras.items()},
+            dropped={name: int(s.get("dropped", 0)) for name, s in cameras.items()},
+            buffered={name: int(s.get("buffered", 0)) for name, s in cameras.items()},
+            daq_samples=int(daq.get("samples", 0)),
+            pulses=int(daq.get("pulses", 0)),
+            phase=str(jumps.get("phase", "")),
+            jumps=int(jumps.get("jumps", 0)),
+            last_jump=jumps.get("last_jump"),
         )
+        if self.on_status is not None:
+            self.on_status(status)
+        if self.monitor is not None:
+            header = Header(
+                stream="status",
+                seq=0,
+                t_host_ns=time.monotonic_ns(),
+                extra={"trial_id": self.trial_id, **status.as_dict()},
+            )
+            with contextlib.suppress(zmq.Again):
+                send_message(self.monitor, TOPIC_STATUS, header, flags=zmq.NOBLOCK)

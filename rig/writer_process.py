@@ -27,6 +27,7 @@ from acquisition.transport import (
     TOPIC_DAQ,
     TOPIC_EOS,
     TOPIC_FRAME,
+    TOPIC_JUMP,
     TOPIC_POSE2D,
     TOPIC_POSE3D,
     Endpoints,
@@ -41,6 +42,15 @@ from rig.calibration_record import TWIN, calibration_datasets, trial_camera_grou
 from rig.config import RigConfig
 from rig.trialfile.writer import CameraLayout, DaqLayout, StreamLayout, TrialFileWriter
 from rig.twin_truth import twin_truth_datasets
+from tracking.jump_detection import EVENTS_TABLE_DTYPE, JumpEvent, events_from_table, events_table
+from tracking.jump_process import (
+    EVENTS_DTYPE_NAME,
+    LIVE_POSE_WAIT_MS,
+    POSES_USED_DTYPE_NAME,
+    JumpChannels,
+    jump_channels,
+)
+from tracking.jump_process import STREAM as JUMP_STREAM
 from tracking.pose import read_model_folder
 from tracking.pose_process import pose_stream
 from tracking.triangulator_process import STREAM as POSE3D_STREAM
@@ -72,6 +82,12 @@ def live_pose3d_path(column: str) -> str:
     return f"/tracking_live/pose3d/{column}"
 
 
+def trial_jump_channels(config: RigConfig) -> JumpChannels | None:
+    """The DAQ channels the live jump detector reads; None (no detector) without two forces."""
+    channels = config.daq.channels
+    return jump_channels([c.name for c in channels], [c.kind for c in channels])
+
+
 def tracking_streams(config: RigConfig) -> list[StreamLayout]:
     """The appendable datasets that hold live tracking results while the trial is written."""
     if not config.tracking.enabled:
@@ -85,6 +101,9 @@ def tracking_streams(config: RigConfig) -> list[StreamLayout]:
     n_cameras = len(config.camera_names)
     streams += [
         StreamLayout(live_pose3d_path("trigger_index"), (), "int64"),
+        # When the writer received it (time.monotonic_ns, as the frames' t_host_ns): the live
+        # latency of 3D is this minus the frames' host time.
+        StreamLayout(live_pose3d_path("t_received_ns"), (), "int64"),
         StreamLayout(live_pose3d_path("points"), (parts, 3), "float32"),
         StreamLayout(live_pose3d_path("reprojection_error"), (parts,), "float32"),
         StreamLayout(live_pose3d_path("cameras_used"), (parts, n_cameras), "bool"),
@@ -95,8 +114,9 @@ def tracking_streams(config: RigConfig) -> list[StreamLayout]:
 class _Recording:
     """What the writer has taken in so far, stream by stream."""
 
-    def __init__(self, config: RigConfig, writer: TrialFileWriter) -> None:
+    def __init__(self, config: RigConfig, writer: TrialFileWriter, detect_jumps: bool) -> None:
         self.config = config
+        self.detect_jumps = detect_jumps
         self.writer = writer
         self.cameras = {name: _CameraState() for name in config.camera_names}
         self.daq_checker = SequenceChecker()
@@ -108,12 +128,18 @@ class _Recording:
         self.pose3d_checker = SequenceChecker()
         self.pose3d_rows: list[np.ndarray] = []
         self.pose3d_trigger_indices: list[int] = []
+        self.jump_checker = SequenceChecker()
+        self.events: list[JumpEvent] = []
+        self.jump_poses_used = np.zeros(0, dtype=np.int64)
+        self.jump_problem = ""
 
     @property
     def expected_streams(self) -> set[str]:
         streams = {*self.cameras, DAQ_STREAM}
         if self.config.tracking.enabled:
             streams |= {pose_stream(name) for name in self.cameras} | {POSE3D_STREAM}
+        if self.detect_jumps:
+            streams.add(JUMP_STREAM)
         return streams
 
     def take(self, message: Message) -> None:
@@ -167,11 +193,25 @@ class _Recording:
             self.writer.append_rows(
                 live_pose3d_path("trigger_index"), np.array([header.trigger_index], np.int64)
             )
+            self.writer.append_rows(
+                live_pose3d_path("t_received_ns"), np.array([time.monotonic_ns()], np.int64)
+            )
             for column in ("points", "reprojection_error", "cameras_used"):
                 self.writer.append_rows(live_pose3d_path(column), row[column])
+        elif message.topic == TOPIC_JUMP:
+            self.jump_checker.observe(header.seq)
+            if header.dtype == EVENTS_DTYPE_NAME:
+                table = np.frombuffer(message.payload, dtype=EVENTS_TABLE_DTYPE)
+                self.events += events_from_table(table)
+            elif header.dtype == POSES_USED_DTYPE_NAME:
+                self.jump_poses_used = np.frombuffer(message.payload, dtype=np.int64).copy()
         elif message.topic == TOPIC_EOS:
             self.ended.add(header.stream)
-            if header.stream == DAQ_STREAM:
+            if header.stream == JUMP_STREAM:
+                if self.jump_checker.finish(header.seq):
+                    self.jump_problem = "lost messages of the jump detector"
+                self.jump_problem = str(header.extra.get("problem", "")) or self.jump_problem
+            elif header.stream == DAQ_STREAM:
                 self.daq_checker.finish(header.seq)
             elif header.stream == POSE3D_STREAM:
                 self.pose3d_checker.finish(header.seq)
@@ -216,6 +256,23 @@ class _Recording:
         datasets["/pose3d/reprojection_error"] = rows3d["reprojection_error"]
         datasets["/pose3d/cameras_used"] = rows3d["cameras_used"]
         return datasets
+
+    def jump_datasets(self) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
+        """/events as the live detector found them, and which 3D poses it used."""
+        if not self.detect_jumps:
+            return {}, {}
+        datasets = {
+            "/events": events_table(self.events),
+            "/tracking_live/jump_pose3d_used": self.jump_poses_used,
+        }
+        attrs = {
+            "/events": {
+                "source": "live",
+                "live_problem": self.jump_problem,
+                "pose_wait_ms": LIVE_POSE_WAIT_MS,
+            }
+        }
+        return datasets, attrs
 
     def accounting(self, pulses_sent: int) -> list[CameraAccounting]:
         return [
@@ -282,7 +339,7 @@ def _run(
         ),
         streams=tracking_streams(config),
     )
-    recording = _Recording(config, writer)
+    recording = _Recording(config, writer, trial_jump_channels(config) is not None)
     try:
         control.ready(path=str(trial_path))
         finish: dict[str, Any] | None = None
@@ -392,6 +449,9 @@ def _finalize(
         for path, attrs in truth_attrs.items():
             group_attrs.setdefault(path, {}).update(attrs)
     datasets.update(recording.tracking_datasets())
+    jump_datasets, jump_attrs = recording.jump_datasets()
+    datasets.update(jump_datasets)
+    group_attrs.update(jump_attrs)
     camera_group = trial_camera_group(config)
     if camera_group is not None:
         calibration_source = config.tracking.calibration

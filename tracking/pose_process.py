@@ -9,6 +9,7 @@ are counted from the gaps in the frame ids and inferred after the trial.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from multiprocessing.synchronize import Event
@@ -19,6 +20,7 @@ import zmq
 from acquisition.control import WorkerControl
 from acquisition.transport import (
     LATEST_HWM,
+    MONITOR_HWM,
     RECORD_HWM,
     RECORD_LINGER_MS,
     TOPIC_EOS,
@@ -111,6 +113,12 @@ def _run(
     }
     record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
     poses = make_socket(context, zmq.PUSH, endpoints.poses, bind=False, hwm=RECORD_HWM)
+    # The preview's feed (if any): offered, never waited for.
+    monitor = (
+        make_socket(context, zmq.PUB, endpoints.monitor, bind=False, hwm=MONITOR_HWM)
+        if endpoints.monitor
+        else None
+    )
     seq = dict.fromkeys(frames, 0)
     last_inferred = dict.fromkeys(frames, -1)
     status: dict[str, dict[str, int]] = {"inferred": dict.fromkeys(frames, 0)}
@@ -149,6 +157,9 @@ def _run(
             )
             send_message(record, TOPIC_POSE2D, header, pose)
             send_message(poses, TOPIC_POSE2D, header, pose)
+            if monitor is not None:
+                with contextlib.suppress(zmq.Again):
+                    send_message(monitor, TOPIC_POSE2D, header, pose, flags=zmq.NOBLOCK)
             seq[name] += 1
             last_inferred[name] = trigger_index
             status["inferred"][name] += 1
@@ -171,6 +182,8 @@ def _run(
         send_message(poses, TOPIC_EOS, eos_header(pose_stream(name), seq[name]))
     for socket in [*frames.values(), record, poses]:
         socket.close(linger=RECORD_LINGER_MS)
+    if monitor is not None:
+        monitor.close(linger=0)
     for estimator in estimators.values():
         estimator.close()
     control.done(inferred=status["inferred"])

@@ -8,6 +8,8 @@ triangulated from the cameras that have them (two or more), rejecting a camera t
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import zmq
 
 from acquisition.control import WorkerControl
 from acquisition.transport import (
+    MONITOR_HWM,
     RECORD_HWM,
     RECORD_LINGER_MS,
     TOPIC_EOS,
@@ -39,6 +42,9 @@ from tracking.triangulation import triangulate_robust
 ROLE = "triangulator"
 STREAM = "pose3d"
 READY_TIMEOUT_S = 120.0
+# Trigger indices already triangulated are remembered this far back, so a pose that arrives
+# after its index was joined without it is dropped instead of making a second 3D record.
+DONE_INDEX_MEMORY = 4096
 
 
 def pose3d_record_dtype(n_parts: int, n_cameras: int) -> np.dtype:
@@ -92,10 +98,24 @@ def _run(
     cameras = list(camera_names)
     poses_in = make_socket(context, zmq.PULL, endpoints.poses, bind=True, hwm=RECORD_HWM)
     record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
+    # Side feeds: the jump detector (counted when it cannot keep up) and the preview; neither
+    # may hold up the recording of 3D poses.
+    jump_feed = (
+        make_socket(context, zmq.PUSH, endpoints.jump_input, bind=False, hwm=RECORD_HWM)
+        if endpoints.jump_input
+        else None
+    )
+    monitor = (
+        make_socket(context, zmq.PUB, endpoints.monitor, bind=False, hwm=MONITOR_HWM)
+        if endpoints.monitor
+        else None
+    )
     pending: dict[int, _Pending] = {}
     ended: set[str] = set()
     seq = 0
-    status = {"triangulated": 0, "pending": 0}
+    status = {"triangulated": 0, "pending": 0, "late_poses": 0, "jump_feed_dropped": 0}
+    done_indices: collections.deque[int] = collections.deque(maxlen=DONE_INDEX_MEMORY)
+    done_set: set[int] = set()
     control.ready()
     command = control.wait_command("start", READY_TIMEOUT_S, status)
     if command["type"] == "abort":
@@ -116,6 +136,9 @@ def _run(
                 if message.topic != TOPIC_POSE2D:
                     continue
                 camera = message.header.stream.split("/", 1)[-1]
+                if message.header.trigger_index in done_set:
+                    status["late_poses"] += 1
+                    continue
                 entry = pending.setdefault(
                     message.header.trigger_index, _Pending(time.monotonic_ns())
                 )
@@ -131,6 +154,10 @@ def _run(
         ]
         for index in sorted(ready):
             entry = pending.pop(index)
+            if len(done_indices) == done_indices.maxlen:
+                done_set.discard(done_indices[0])
+            done_indices.append(index)
+            done_set.add(index)
             record_row = _triangulate(group, cameras, entry.poses, tracking)
             header = Header(
                 stream=STREAM,
@@ -146,6 +173,14 @@ def _run(
                 },
             )
             send_message(record, TOPIC_POSE3D, header, record_row)
+            if jump_feed is not None:
+                try:
+                    send_message(jump_feed, TOPIC_POSE3D, header, record_row, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    status["jump_feed_dropped"] += 1
+            if monitor is not None:
+                with contextlib.suppress(zmq.Again):
+                    send_message(monitor, TOPIC_POSE3D, header, record_row, flags=zmq.NOBLOCK)
             seq += 1
             status["triangulated"] += 1
         status["pending"] = len(pending)
@@ -157,10 +192,17 @@ def _run(
             break
         if control.heartbeat_due():
             control.heartbeat(**status)
-    send_message(record, TOPIC_EOS, eos_header(STREAM, seq))
+    end = eos_header(STREAM, seq)
+    send_message(record, TOPIC_EOS, end)
     record.close(linger=RECORD_LINGER_MS)
+    if jump_feed is not None:
+        with contextlib.suppress(zmq.Again):
+            send_message(jump_feed, TOPIC_EOS, end, flags=zmq.NOBLOCK)
+        jump_feed.close(linger=RECORD_LINGER_MS)
+    if monitor is not None:
+        monitor.close(linger=0)
     poses_in.close(linger=0)
-    control.done(triangulated=status["triangulated"])
+    control.done(triangulated=status["triangulated"], jump_feed_dropped=status["jump_feed_dropped"])
 
 
 def _triangulate(

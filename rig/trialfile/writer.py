@@ -192,8 +192,9 @@ class TrialFileWriter:
             raise
         try:
             _create_layout(h5file, root_attrs, cameras, daq, streams)
-            _write_group_attrs(h5file, group_attrs)
+            # Datasets first: attributes may be meant for one of them.
             _create_static_datasets(h5file, datasets)
+            _write_group_attrs(h5file, group_attrs)
             h5file.flush()
             h5file.swmr_mode = True
             return cls(path, h5file, cameras, daq, streams)
@@ -406,8 +407,9 @@ class TrialFileWriter:
             daq_attrs[layout.ATTR_PULSES_COMMITTED] = np.int64(
                 committed[layout.DAQ_TRIGGER_SAMPLE_INDEX]
             )
-            _write_group_attrs(h5file, group_attrs)
+            # Datasets first: attributes may be meant for one of them.
             _create_static_datasets(h5file, datasets)
+            _write_group_attrs(h5file, group_attrs)
             h5file.attrs[layout.ATTR_CLOSED_UTC] = _utc_now_iso()
             for key, value in root_attrs.items():
                 h5file.attrs[key] = _attr_value(key, value)
