@@ -1,0 +1,143 @@
+"""The last few seconds of the DAQ's channels, decimated for a screen.
+
+Each bin keeps the minimum and the maximum of its samples, so an EMG burst shows at its full
+height however far the trace is decimated (a plain subsample would alias it away).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Traces are sent to the page as integers 0..QUANTUM_LEVELS over each channel's range in the
+# window: a tenth of a pixel on any screen, and a fraction of the JSON that floats would take.
+QUANTUM_LEVELS = 1000
+MISSING_LEVEL = -1
+
+
+class TraceWindow:
+    """Min/max of each channel in bins of ``samples_per_bin`` samples, over the last ``n_bins``.
+
+    Bins are numbered from sample 0 of the acquisition (bin b holds samples
+    ``b * samples_per_bin .. (b + 1) * samples_per_bin - 1``), so blocks of any size line up.
+    """
+
+    def __init__(self, n_channels: int, samples_per_bin: int, n_bins: int) -> None:
+        for name, value in (
+            ("n_channels", n_channels),
+            ("samples_per_bin", samples_per_bin),
+            ("n_bins", n_bins),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.n_channels = n_channels
+        self.samples_per_bin = samples_per_bin
+        self.n_bins = n_bins
+        self._low = np.full((n_bins, n_channels), np.nan, dtype=np.float32)  # ring (n_bins, C)
+        self._high = np.full((n_bins, n_channels), np.nan, dtype=np.float32)
+        self._last_bin = -1  # newest bin written, -1 before any
+        self.end_sample = 0  # one past the newest sample seen
+
+    def clear(self) -> None:
+        self._low.fill(np.nan)
+        self._high.fill(np.nan)
+        self._last_bin = -1
+        self.end_sample = 0
+
+    @property
+    def last_bin(self) -> int:
+        return self._last_bin
+
+    def add(self, first_sample_index: int, analog: np.ndarray) -> None:
+        """Samples ``analog`` (n, n_channels) starting at ``first_sample_index``.
+
+        A block that starts before the newest sample seen (the acquisition restarted) clears
+        the window first.
+        """
+        if analog.ndim != 2 or analog.shape[1] != self.n_channels:
+            raise ValueError(f"expected (n, {self.n_channels}) samples, got {analog.shape}")
+        if first_sample_index < 0:
+            raise ValueError(f"first_sample_index must be >= 0, got {first_sample_index}")
+        n = analog.shape[0]
+        if n == 0:
+            return
+        if first_sample_index < self.end_sample:
+            self.clear()
+        spb = self.samples_per_bin
+        first_bin = first_sample_index // spb
+        last_bin = (first_sample_index + n - 1) // spb
+        # Offsets into the block where each bin starts.
+        starts = np.maximum(np.arange(first_bin, last_bin + 1) * spb - first_sample_index, 0)
+        low = np.minimum.reduceat(analog, starts, axis=0)
+        high = np.maximum.reduceat(analog, starts, axis=0)
+        previous_last_bin = self._last_bin
+        self._advance_to(last_bin, first_bin)
+        bins = np.arange(first_bin, last_bin + 1)
+        # Only the last n_bins bins of a (long) block fit in the ring.
+        keep = bins > last_bin - self.n_bins
+        bins, low, high = bins[keep], low[keep], high[keep]
+        rows = bins % self.n_bins
+        # The first bin may already hold samples of the block before.
+        old_low, old_high = self._low[rows[0]].copy(), self._high[rows[0]].copy()
+        self._low[rows] = low
+        self._high[rows] = high
+        if bins[0] == previous_last_bin and np.all(np.isfinite(old_low)):
+            self._low[rows[0]] = np.minimum(old_low, low[0])
+            self._high[rows[0]] = np.maximum(old_high, high[0])
+        self.end_sample = first_sample_index + n
+
+    def _advance_to(self, last_bin: int, first_bin: int) -> None:
+        """Blank the bins between the newest written and ``first_bin`` (samples never seen)."""
+        if self._last_bin >= 0:
+            for b in range(max(self._last_bin + 1, last_bin - self.n_bins + 1), first_bin):
+                self._low[b % self.n_bins] = np.nan
+                self._high[b % self.n_bins] = np.nan
+        self._last_bin = max(self._last_bin, last_bin)
+
+    def window(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high), each (n_bins, n_channels) float32, oldest bin first; NaN where empty."""
+        if self._last_bin < 0:
+            empty = np.full((self.n_bins, self.n_channels), np.nan, dtype=np.float32)
+            return empty, empty.copy()
+        order = (np.arange(self._last_bin + 1, self._last_bin + 1 + self.n_bins)) % self.n_bins
+        low, high = self._low[order], self._high[order]
+        # Bins older than the first sample seen are in the ring as NaN already; bins numbered
+        # below 0 (the window is longer than the acquisition so far) too.
+        return low, high
+
+    def quantized(self, columns: list[int]) -> list[dict[str, object]]:
+        """The window of each channel in ``columns`` for the page: range and 0..1000 levels.
+
+        Each entry: ``low``/``high`` (floats, the channel's range in the window, None when the
+        window is empty) and ``min``/``max`` lists of n_bins integers (MISSING_LEVEL: no data).
+        """
+        low, high = self.window()
+        channels: list[dict[str, object]] = []
+        for column in columns:
+            lo_col, hi_col = low[:, column], high[:, column]
+            seen = np.isfinite(lo_col) & np.isfinite(hi_col)
+            if not np.any(seen):
+                missing = [MISSING_LEVEL] * self.n_bins
+                channels.append({"low": None, "high": None, "min": missing, "max": missing})
+                continue
+            range_low = float(lo_col[seen].min())
+            range_high = float(hi_col[seen].max())
+            span = range_high - range_low
+            scale = QUANTUM_LEVELS / span if span > 0 and math.isfinite(span) else 0.0
+            channels.append(
+                {
+                    "low": range_low,
+                    "high": range_high,
+                    "min": _levels(lo_col, seen, range_low, scale),
+                    "max": _levels(hi_col, seen, range_low, scale),
+                }
+            )
+        return channels
+
+
+def _levels(values: np.ndarray, seen: np.ndarray, low: float, scale: float) -> list[int]:
+    """values (n,) as integers 0..QUANTUM_LEVELS above ``low``; MISSING_LEVEL where not seen."""
+    levels = np.full(values.shape, MISSING_LEVEL, dtype=np.int64)
+    levels[seen] = np.rint((values[seen].astype(np.float64) - low) * scale).astype(np.int64)
+    return [int(level) for level in levels.tolist()]
