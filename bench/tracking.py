@@ -21,9 +21,11 @@ the digital twin. In the same run, on the same frames, it measures
    triangulator (``run_triangulator`` on the twin's calibration TOML): latency from a trigger
    index's first frame sent to its 3D record arriving on the record endpoint.
 
-Stages 3 and 5 keep one frame (one trigger index) in flight: the next is sent once the previous
-pose (3D record) arrived, and not sooner than the rate cap allows, so nothing queues and the
-latency is the pipeline's own; the rate reached is reported.
+Stages 3 and 5 keep one frame (one trigger index) in flight: the next is sent once everything
+of the previous one arrived (its pose; in stage 5 its 3D record and every camera's pose), and
+not sooner than the rate cap allows, so nothing queues and the latency is the pipeline's own;
+the rate reached is reported. Quick runs (``--quick``) spawn the workers while this process
+imports TensorFlow, to save time; their figures mean little.
 """
 
 from __future__ import annotations
@@ -487,7 +489,7 @@ class WorkerGroup:
         self.closed = True
         self.abort.set()
         for role, worker in self.workers.items():
-            worker.process.join(timeout=10.0)
+            worker.process.join(timeout=30.0)
             if worker.process.is_alive():
                 print(f"  {role} did not exit; terminating it", flush=True)
                 worker.process.terminate()
@@ -1069,8 +1071,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be >= 2")
     if arguments.frame_pool < 1:
         parser.error("--frame-pool must be >= 1")
-    if arguments.warmup < 0:
-        parser.error("--warmup must be >= 0")
+    if arguments.warmup < 1:
+        # Frames offered while waiting for the first pose may still be in flight.
+        parser.error("--warmup must be >= 1")
     if arguments.layouts is not None:
         unknown = [layout for layout in arguments.layouts if layout not in LAYOUTS]
         if unknown or not arguments.layouts:
