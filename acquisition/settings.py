@@ -100,6 +100,10 @@ class CameraFaultConfig:
     drop_trigger_indices: tuple[int, ...] = ()
     drop_probability: float = field(default=0.0, metadata=between(0.0, 1.0))
     drift_ppm: float = field(default=0.0, metadata=between(-10_000.0, 10_000.0))
+    # Limb switching (the poster's first problem): on these pulses the camera sees the right
+    # limbs where the labelled left ones are, so its pose labels land on the wrong limb.
+    swap_limbs_trigger_indices: tuple[int, ...] = ()
+    swap_limbs_probability: float = field(default=0.0, metadata=between(0.0, 1.0))
 
 
 @dataclass(frozen=True)

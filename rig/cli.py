@@ -35,11 +35,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(metavar="COMMAND")
 
-    run = commands.add_parser("run", help="record one trial (default: the simulated rig)")
+    run = commands.add_parser(
+        "run", help="record a trial, or a session of trials (default: the simulated rig)"
+    )
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH, help="rig TOML config")
     run.add_argument("--subject", help="subject id (default: trial.subject of the config)")
     run.add_argument("--duration-s", type=float, help="trial length in seconds")
-    run.add_argument("--output", type=Path, help="folder for the trial file")
+    run.add_argument("--output", type=Path, help="folder for the trial files")
+    run.add_argument(
+        "--trials", type=_positive_int, default=1, help="trials in this session (default 1)"
+    )
+    run.add_argument(
+        "--inter-trial-s",
+        type=_non_negative_float,
+        default=5.0,
+        help="pause between the trials of a session, in seconds (default 5)",
+    )
+    run.add_argument(
+        "--preview", action="store_true", help="serve the live preview page on localhost"
+    )
+    run.add_argument(
+        "--preview-port", type=int, default=8050, help="port of the live preview (default 8050)"
+    )
     run.set_defaults(handler=_run)
 
     devices = commands.add_parser(
@@ -90,9 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
 
-    from rig.console import StatusPrinter, print_trial_summary
     from rig.devices import preflight_problems
-    from rig.supervisor import Supervisor
+    from rig.session import PreviewOptions, run_session
 
     problems = preflight_problems(config)
     if problems:
@@ -100,40 +116,33 @@ def _run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_TRIAL_FAILED
-    printer = StatusPrinter(sys.stdout)
     # SIGTERM (a session manager, `kill`) ends the trial like Ctrl-C: stopped in order, file kept.
     signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        result = Supervisor(config).run_trial(on_status=printer)
-    except OSError as error:
-        print(f"rig: cannot start the trial: {error}", file=sys.stderr)
-        return EXIT_TRIAL_FAILED
-    printer.finish()
-    balanced = print_trial_summary(result, sys.stdout)
-    tracking = config.tracking
-    if tracking.enabled and tracking.complete_after_trial and result.writer_summary:
-        _complete_and_report(result.path, config)
-    if not result.completed:
-        return EXIT_TRIAL_FAILED
-    return EXIT_OK if balanced else EXIT_ACCOUNTING
+    return run_session(
+        config,
+        trials=args.trials,
+        inter_trial_s=args.inter_trial_s,
+        stream=sys.stdout,
+        preview=PreviewOptions(port=args.preview_port) if args.preview else None,
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _complete_and_report(path: Path, config: RigConfig) -> None:
-    from rig.complete_tracking import complete_tracking
-    from rig.console import print_tracking_report
-    from rig.tracking_report import tracking_report
-
-    print("\ncompleting the tracking (frames not inferred live, 3D, jumps) ...", flush=True)
-    summary = complete_tracking(path, config.tracking, on_progress=lambda line: print(f"  {line}"))
-    print(
-        f"  inferred offline: {summary.frames_inferred_offline}; "
-        f"{summary.trigger_indices_triangulated} trigger indices in 3D; {summary.events} events"
-    )
-    print_tracking_report(tracking_report(path), sys.stdout)
 
 
 def _track(args: argparse.Namespace) -> int:
@@ -156,7 +165,9 @@ def _track(args: argparse.Namespace) -> int:
             config = _load(stored, {"tracking.enabled": True})
     if config is None:
         return EXIT_USAGE
-    _complete_and_report(args.file, config)
+    from rig.session import complete_and_report
+
+    complete_and_report(args.file, config, sys.stdout)
     return EXIT_OK
 
 

@@ -6,29 +6,38 @@ import time
 from typing import Any, TextIO
 
 from rig.supervisor import StatusSnapshot, TrialResult
+from tracking.jump_detection import EMG_ONSET_PREFIX
 
 # Without a terminal (a log file, CI), print a status line this often instead of redrawing.
 PLAIN_STATUS_INTERVAL_S = 1.0
 
 
 class StatusPrinter:
-    """Callable for ``Supervisor.run_trial(on_status=...)``: one redrawn line on a terminal."""
+    """Callable for ``Supervisor.run_trial(on_status=...)``: one redrawn line on a terminal, and
+    a line of its own for every jump the live detector reports."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.is_tty = bool(getattr(stream, "isatty", lambda: False)())
         self._last_plain_s = 0.0
         self._drawn = False
+        self._jumps_shown = 0
 
     def __call__(self, status: StatusSnapshot) -> None:
+        if status.jumps < self._jumps_shown:  # a new trial
+            self._jumps_shown = 0
+        if status.jumps > self._jumps_shown and status.last_jump:
+            self._jumps_shown = status.jumps
+            self._write_line(f"JUMP {status.jumps}: {format_jump(status.last_jump)}")
         cameras = "  ".join(
             f"{name} {frames}"
             + (f" ({status.dropped[name]} dropped)" if status.dropped[name] else "")
             for name, frames in status.frames.items()
         )
+        phase = f" | {status.phase}" if status.phase else ""
         line = (
             f"{status.state.value:8s} {status.elapsed_s:6.1f} s | frames: {cameras} | "
-            f"DAQ {status.daq_samples} samples, {status.pulses} pulses"
+            f"DAQ {status.daq_samples} samples, {status.pulses} pulses{phase}"
         )
         if self.is_tty:
             self.stream.write("\r\033[K" + line)
@@ -39,10 +48,44 @@ class StatusPrinter:
             self.stream.flush()
             self._last_plain_s = time.monotonic()
 
+    def _write_line(self, text: str) -> None:
+        """A line that stays, above the redrawn status line."""
+        self.stream.write(("\r\033[K" if self._drawn else "") + text + "\n")
+        self.stream.flush()
+
     def finish(self) -> None:
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
+            self._drawn = False
+
+
+# What the console shows of a jump, in this order: (value name, label, scale, unit).
+JUMP_FIELDS: tuple[tuple[str, str, float, str], ...] = (
+    ("takeoff_s", "take-off at", 1.0, "s"),
+    ("flight_time_s", "flight", 1e3, "ms"),
+    ("jump_height_mm", "height", 1.0, "mm"),
+    ("jump_distance_mm", "distance", 1.0, "mm"),
+    ("takeoff_speed_mm_per_s", "take-off speed", 1.0, "mm/s"),
+    ("peak_push_off_force_n", "peak force", 1.0, "N"),
+)
+
+
+def format_jump(values: dict[str, float | None]) -> str:
+    """One line with a jump's numbers (those the detector could measure)."""
+    parts = []
+    for key, label, scale, unit in JUMP_FIELDS:
+        value = values.get(key)
+        if value is not None and value == value:
+            parts.append(f"{label} {value * scale:.4g} {unit}")
+    onsets = [
+        f"{key.rsplit('/', 1)[-1]} {value * 1e3:+.0f} ms"
+        for key, value in values.items()
+        if key.startswith(EMG_ONSET_PREFIX) and value is not None and value == value
+    ]
+    if onsets:
+        parts.append("EMG onset vs take-off: " + ", ".join(onsets))
+    return ", ".join(parts) or "(no numbers)"
 
 
 def print_trial_summary(result: TrialResult, stream: TextIO) -> bool:

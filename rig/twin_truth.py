@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from acquisition.sim.faults import dropped_trigger_indices
+from acquisition.sim.faults import dropped_trigger_indices, limb_swapped_trigger_indices
 from acquisition.sim.signals import AnalogTwin
 from acquisition.sim.skeleton import BODY_PARTS, JumpModel
 from rig.config import RigConfig
@@ -38,8 +38,12 @@ def twin_truth_datasets(
     )
     datasets["/sim/truth/trigger_index"] = np.arange(pulses_sent, dtype=np.int64)
     for camera in config.camera_names:
+        faults = config.sim.camera_faults(camera)
         datasets[f"/sim/dropped/{camera}"] = dropped_trigger_indices(
-            config.sim.camera_faults(camera), config.sim.seed, camera, pulses_sent
+            faults, config.sim.seed, camera, pulses_sent
+        )
+        datasets[f"/sim/limbs_swapped/{camera}"] = limb_swapped_trigger_indices(
+            faults, config.sim.seed, camera, pulses_sent
         )
     events = jump.true_events()
     truth_attrs: dict[str, Any] = {"body_parts": list(BODY_PARTS), "units": "mm"}

@@ -19,7 +19,7 @@ import zmq
 from acquisition.cameras.interface import Camera, CameraFrame
 from acquisition.settings import CameraConfig, SimConfig
 from acquisition.sim.camera_model import PinholeCamera, twin_cameras
-from acquisition.sim.faults import camera_drops_pulse
+from acquisition.sim.faults import camera_drops_pulse, camera_swaps_limbs, swap_left_right_limbs
 from acquisition.sim.render import FrameRenderer
 from acquisition.sim.skeleton import BODY_PARTS, JumpModel
 from acquisition.transport import TOPIC_TRIGGER, TWIN_LINE_HWM, make_socket, recv_message
@@ -99,6 +99,8 @@ class SimulatedCamera(Camera):
                 points_mm = message.array()
             else:
                 points_mm = self._jump.points_mm(np.array([t_twin_ns * 1e-9]))[0]
+            if camera_swaps_limbs(self._faults, self._sim.seed, self.name, trigger_index):
+                points_mm = swap_left_right_limbs(points_mm, BODY_PARTS)
             image = self._renderer.render(points_mm, trigger_index)
             drift = 1.0 + self._faults.drift_ppm * 1e-6
             return CameraFrame(

@@ -16,34 +16,9 @@ import hdf5plugin  # noqa: F401  (registers the Blosc filter the frames are stor
 import numpy as np
 import pytest
 
-from rig.config import DEFAULT_CONFIG_PATH
+from tests.rig.trial_configs import config_with, rig
 
 CAMERAS = ("cam_left", "cam_right", "cam_front", "cam_top")
-MODEL_DIR = Path(__file__).resolve().parents[2] / "tracking" / "models" / "twin"
-
-
-def rig(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rig.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-def config_with(tmp_path: Path, extra: str) -> Path:
-    """The default config plus ``extra``, with tracking off: these tests are about recording."""
-    text = DEFAULT_CONFIG_PATH.read_text().replace(
-        "[tracking]\n# DeepLabCut-Live on every camera, live 3D, jump detection; completed after "
-        "the trial.\nenabled = true",
-        "[tracking]\nenabled = false",
-    )
-    assert "enabled = false" in text
-    text = text.replace('model = "../tracking/models/twin"', f'model = "{MODEL_DIR}"')
-    path = tmp_path / "trial.toml"
-    path.write_text(text + "\n" + extra)
-    return path
 
 
 def only_trial_file(folder: Path) -> Path:

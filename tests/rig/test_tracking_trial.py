@@ -3,43 +3,34 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from rig.config import DEFAULT_CONFIG_PATH
-from tracking.jump_detection import events_from_table
+from tests.rig.trial_configs import rig, tracked_config_with
+from tracking.jump_detection import detect_jumps, events_from_table, events_table
+from tracking.jump_process import jump_channels, live_settings
 
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "tracking" / "models" / "twin"
 CAMERAS = ("cam_left", "cam_right", "cam_front", "cam_top")
-
-
-def rig(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rig.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
 def tracked_trial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("tracked")
-    config = folder / "tracked.toml"
-    # The default rig, as `rig run` uses it (tracking on), moved next to the trial.
-    text = DEFAULT_CONFIG_PATH.read_text().replace(
-        'model = "../tracking/models/twin"', f'model = "{MODEL}"'
+    # The default rig, as `rig run` uses it (tracking on).
+    config = tracked_config_with(folder, "")
+    result = rig(
+        "run",
+        "--config",
+        str(config),
+        "--duration-s",
+        "2.6",
+        "--output",
+        str(folder),
+        timeout_s=600,
     )
-    assert f'model = "{MODEL}"' in text and "enabled = true" in text
-    config.write_text(text)
-    result = rig("run", "--config", str(config), "--duration-s", "2.6", "--output", str(folder))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (path,) = folder.glob("*.h5")
     return path, result.stdout
@@ -95,3 +86,44 @@ def test_inspect_reports_the_tracking(tracked_trial: tuple[Path, str]) -> None:
     report = json.loads(result.stdout)["tracking"]
     assert report["pose3d"]["error_vs_truth_mm"]["median"] <= 2.0
     assert report["pose3d"]["error_vs_truth_mm"]["p95"] > 0
+
+
+@pytest.mark.timeout(600)
+def test_live_events_match_the_twin_and_are_reproduced_offline(
+    tracked_trial: tuple[Path, str],
+) -> None:
+    path, stdout = tracked_trial
+    with h5py.File(path, "r") as f:
+        live_table = f["tracking_live/events"][:]
+        assert f["tracking_live/events"].attrs["live_problem"] == ""
+        assert f["events"].attrs["source"] == "offline, complete 3D poses"
+        analog = f["daq/analog"]
+        channels = jump_channels(
+            [str(name) for name in analog.attrs["channel_names"]],
+            [str(kind) for kind in analog.attrs["kinds"]],
+        )
+        assert channels is not None
+        used = f["tracking_live/jump_pose3d_used"][:]
+        live_index = f["tracking_live/pose3d/trigger_index"][:]
+        taken = np.isin(live_index, used)
+        assert np.unique(live_index).size == live_index.size  # one live 3D row per index
+        offline = detect_jumps(
+            analog[:],
+            float(analog.attrs["rate_hz"]),
+            f["daq/trigger_sample_index"][:],
+            f["tracking_live/pose3d/points"][:][taken],
+            live_index[taken],
+            settings=live_settings(),
+            force_channels=channels.force,
+            emg_channels=channels.emg,
+            body_parts=[str(part) for part in f["sim/truth"].attrs["body_parts"]],
+        )
+        truth = dict(f["sim/truth"].attrs)
+    # The same detector code, fed offline what the live one took in time: the same events.
+    assert events_table(offline).tobytes() == live_table.tobytes()
+    live = {event.name: event for event in events_from_table(live_table)}
+    assert abs(live["takeoff"].t_s - truth["takeoff_s"]) < 0.005
+    assert abs(live["landing"].t_s - truth["landing_s"]) < 0.005
+    print(f"live 3D poses the detector took in time: {used.size} of {live_index.size}")
+    # The console showed the jump as it happened.
+    assert "JUMP 1: take-off at" in stdout
