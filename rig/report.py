@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -293,7 +294,12 @@ def jumps_from_events(
     def sample(t_s: float) -> float:
         return pulse0_sample + t_s * daq_rate_hz if math.isfinite(t_s) else math.nan
 
-    summaries = [event for event in events if event.name == "jump"]
+    # An event has no time when the trial recorded no pulse: nothing to place it on.
+    summaries = [
+        event
+        for event in events
+        if event.name == "jump" and math.isfinite(event.values.get("takeoff_s", event.t_s))
+    ]
     if summaries:
         return tuple(
             JumpMarks(
@@ -306,7 +312,7 @@ def jumps_from_events(
             )
             for number, event in enumerate(summaries, start=1)
         )
-    takeoffs = [event for event in events if event.name == "takeoff"]
+    takeoffs = [event for event in events if event.name == "takeoff" and math.isfinite(event.t_s)]
     jumps = []
     for number, takeoff in enumerate(takeoffs, start=1):
         next_t_s = takeoffs[number].t_s if number < len(takeoffs) else math.inf
@@ -328,7 +334,7 @@ def jumps_from_events(
                 values=values,
             )
         )
-    return tuple(jump for jump in jumps if math.isfinite(jump.takeoff_sample))
+    return tuple(jumps)
 
 
 def _emg_onsets(values: dict[str, float]) -> dict[str, float]:
@@ -555,17 +561,22 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _drawable(time: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(time, values), both (n,), reduced to per-bin minimum and maximum above MAX_DRAWN_POINTS."""
+def drawable_trace(time: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(time, values), both (n,), as drawn: unchanged up to MAX_DRAWN_POINTS, else each run of
+    consecutive samples reduced to its minimum and maximum (at the run's first time), so every
+    sample still shapes the picture."""
+    if time.shape != values.shape or time.ndim != 1:
+        raise ValueError(f"time and values must both be (n,), got {time.shape}, {values.shape}")
     if time.size <= MAX_DRAWN_POINTS:
         return time, values
-    bins = MAX_DRAWN_POINTS // 2
-    usable = (time.size // bins) * bins
-    shaped = values[:usable].reshape(bins, -1)
-    bin_time = time[:usable].reshape(bins, -1)[:, 0]
-    with np.errstate(invalid="ignore"):
-        low, high = np.nanmin(shaped, axis=1), np.nanmax(shaped, axis=1)
-    return np.repeat(bin_time, 2), np.column_stack((low, high)).ravel()
+    per_bin = math.ceil(time.size / (MAX_DRAWN_POINTS // 2))
+    bins = math.ceil(time.size / per_bin)
+    padded = np.full(bins * per_bin, np.nan)
+    padded[: values.size] = values
+    shaped = padded.reshape(bins, per_bin)
+    # fmin/fmax skip NaN (the padding, gaps) without warning; a bin of NaN stays NaN.
+    low, high = np.fmin.reduce(shaped, axis=1), np.fmax.reduce(shaped, axis=1)
+    return np.repeat(time[::per_bin], 2), np.column_stack((low, high)).ravel()
 
 
 def _mark_events(axes: Axes, jump: JumpMarks | None, origin_sample: float, per_ms: float) -> None:
@@ -591,10 +602,10 @@ def draw_force_emg(data: TrialData, jump: JumpMarks | None, path: Path) -> Path:
     per_ms = data.daq_rate_hz / 1000.0
     for axes, channel in zip(axes_list, channels, strict=False):
         name, unit = data.channel_names[channel], data.channel_units[channel]
-        time, values = _drawable(traces.time_ms, traces.raw[:, channel])
+        time, values = drawable_trace(traces.time_ms, traces.raw[:, channel])
         if channel in emg:
             axes.plot(time, values, color="0.7", linewidth=0.5, label="raw")
-            time, envelope = _drawable(traces.time_ms, traces.envelope[:, channel])
+            time, envelope = drawable_trace(traces.time_ms, traces.envelope[:, channel])
             axes.plot(time, envelope, color="tab:purple", linewidth=1.2, label="envelope")
             onset_s = jump.emg_onset_from_takeoff_s.get(name) if jump is not None else None
             if onset_s is not None and math.isfinite(onset_s):
@@ -823,7 +834,12 @@ def draw_summary(data: TrialData, path: Path, notes: Sequence[str]) -> Path:
 
 def default_output_dir(path: Path, trial_id: str) -> Path:
     """Beside the trial file, a folder ``<trial_id>_report``."""
-    return Path(path).parent / f"{trial_id}_report"
+    return Path(path).parent / f"{_file_name_part(trial_id)}_report"
+
+
+def _file_name_part(text: str) -> str:
+    """``text`` safe as part of a file name: the trial id is whatever the rig's user chose."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", text) or "trial"
 
 
 def write_report(
@@ -849,7 +865,7 @@ def _write(data: TrialData, output_dir: Path, note: Callable[[str], None]) -> li
     elif not data.jumps:
         tell("no jump among the file's events: plots have no jump marks")
     written: list[Path] = []
-    prefix = output_dir / data.trial_id
+    prefix = output_dir / _file_name_part(data.trial_id)
     if len(data.jumps) <= 1:
         jump = data.jumps[0] if data.jumps else None
         written.append(draw_force_emg(data, jump, Path(f"{prefix}_force_emg.png")))

@@ -24,8 +24,10 @@ from rig.report import (
     EMG_ENVELOPE_MS,
     EXIT_FAILED,
     EXIT_OK,
+    MAX_DRAWN_POINTS,
     aligned_traces,
     body_speed,
+    drawable_trace,
     emg_envelope,
     frame_accounting,
     jumps_from_events,
@@ -395,6 +397,8 @@ def test_jumps_from_takeoff_events_when_the_summary_never_came() -> None:
         JumpEvent("takeoff", 140, 14_250, 1.4, {"peak_push_off_force_n": 0.8}),
         JumpEvent("landing", 170, 15_750, 1.55, {"flight_time_s": 0.15}),
         JumpEvent("takeoff", 400, 40_250, 4.0, {}),
+        # Without pulses an event has no time: it cannot be placed, so it is left out.
+        JumpEvent("takeoff", -1, 50_000, math.nan, {}),
     ]
     first, second = jumps_from_events(events, pulse0, rate_hz)
     assert first.takeoff_sample == pytest.approx(14_250)
@@ -433,6 +437,22 @@ def test_emg_envelope_of_a_burst() -> None:
     assert envelope[2_000] == pytest.approx(0.008, abs=0.004)  # mean |noise| of SD 0.01
     with pytest.raises(ValueError, match=r"\(S,\)"):
         emg_envelope(np.zeros((3, 2)), rate_hz)
+
+
+def test_long_traces_are_drawn_whole_as_minima_and_maxima() -> None:
+    samples = 3 * MAX_DRAWN_POINTS + 17
+    time = np.arange(samples) * 0.1
+    values = np.sin(np.arange(samples) * 0.01)
+    values[samples - 5] = 7.0  # a spike in the last, partial run
+    values[100] = np.nan
+    drawn_time, drawn = drawable_trace(time, values)
+    assert drawn.size <= MAX_DRAWN_POINTS and drawn_time.shape == drawn.shape
+    assert drawn_time[0] == time[0] and drawn_time[-1] > 0.99 * time[-1]
+    assert np.nanmax(drawn) == 7.0 and np.nanmin(drawn) == pytest.approx(-1.0, abs=1e-3)
+    assert not np.isnan(drawn).any()
+    short_time, short = drawable_trace(time[:100], values[:100])
+    np.testing.assert_array_equal(short_time, time[:100])
+    np.testing.assert_array_equal(short, values[:100])
 
 
 # --- files that are not trials -------------------------------------------------------------------
