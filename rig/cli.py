@@ -80,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
 
     register_calibrate(commands)
 
+    report = commands.add_parser(
+        "report",
+        help="plots of a trial as PNG files: force and EMG around take-off, 3D trajectories and "
+        "speed, frame accounting, the jump's numbers",
+    )
+    report.add_argument("file", type=Path)
+    report.add_argument(
+        "--output", type=Path, help="folder for the PNGs (default: <trial_id>_report beside it)"
+    )
+    report.set_defaults(handler=_report)
+
     inspect = commands.add_parser("inspect", help="summarize a trial file")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -169,6 +180,12 @@ def _track(args: argparse.Namespace) -> int:
 
     complete_and_report(args.file, config, sys.stdout)
     return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rig.report import report_main
+
+    return report_main(args.file, args.output, sys.stdout, sys.stderr)
 
 
 def _devices(args: argparse.Namespace) -> int:

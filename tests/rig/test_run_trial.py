@@ -286,3 +286,26 @@ def test_a_writer_killed_mid_trial_leaves_a_readable_file(tmp_path: Path) -> Non
     assert summary["closed_cleanly"] is False
     frames = [camera["frames"] for camera in summary["cameras"].values()]
     assert min(frames) > 0  # what was flushed before the kill is there
+
+
+def test_report_command_writes_the_plots_of_a_trial(
+    default_trial: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, _ = default_trial
+    result = rig("report", str(path), "--output", str(tmp_path / "plots"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    pngs = sorted((tmp_path / "plots").glob("*.png"))
+    assert any(p.name.endswith("_frame_accounting.png") for p in pngs)
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    for png in pngs:
+        assert str(png) in result.stdout
+    # Without tracking there is no 3D to plot, and the command says so.
+    assert not any(p.name.endswith("_trajectory.png") for p in pngs)
+
+
+def test_report_command_refuses_a_file_that_is_not_a_trial(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.h5"
+    bogus.write_text("not HDF5")
+    result = rig("report", str(bogus))
+    assert result.returncode == 1  # as `rig inspect`: the file cannot be used
+    assert str(bogus) in result.stderr and "Traceback" not in result.stderr
