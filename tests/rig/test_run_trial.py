@@ -271,6 +271,22 @@ def test_a_camera_killed_mid_trial_ends_it_with_the_reason(tmp_path: Path) -> No
         assert f["cameras/cam_front/frame_id"].shape[0] < pulses
 
 
+def test_a_jump_detector_killed_mid_trial_ends_it_and_the_recording_is_whole(
+    tmp_path: Path,
+) -> None:
+    config = _config_with_faults(tmp_path, 'kill_worker = "jumps"\nkill_worker_after_s = 1.0')
+    out = tmp_path / "out"
+    result = rig("run", "--config", str(config), "--duration-s", "10", "--output", str(out))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    with h5py.File(only_trial_file(out), "r") as f:
+        assert f.attrs["closed_cleanly"]
+        assert "jumps process died (exit code -9)" in f.attrs["end_reason"]
+        assert "no end-of-stream" not in f.attrs["end_reason"]  # its stream was let go
+        assert f.attrs["accounting_balanced"]
+        assert "events" not in f or f["events"].shape == (0,)
+
+
 def test_a_writer_killed_mid_trial_leaves_a_readable_file(tmp_path: Path) -> None:
     # Late enough that several flushes (every 0.5 s, whole chunks) have committed frames even
     # when the machine is slow to get going.
