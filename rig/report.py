@@ -579,7 +579,11 @@ def drawable_trace(time: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np
     return np.repeat(time[::per_bin], 2), np.column_stack((low, high)).ravel()
 
 
-def _mark_events(axes: Axes, jump: JumpMarks | None, origin_sample: float, per_ms: float) -> None:
+def _mark_events(
+    axes: Axes, jump: JumpMarks | None, origin_sample: float, per_ms: float, labelled: bool = True
+) -> None:
+    """Vertical lines at the jump's crouch onset, take-off and landing; ``labelled``: with
+    legend labels (once per axes, however many jumps it marks)."""
     if jump is None:
         return
     for sample, style, label in (
@@ -588,7 +592,9 @@ def _mark_events(axes: Axes, jump: JumpMarks | None, origin_sample: float, per_m
         (jump.landing_sample, _LANDING_STYLE, "landing"),
     ):
         if math.isfinite(sample):
-            axes.axvline((sample - origin_sample) / per_ms, label=label, **style)
+            axes.axvline(
+                (sample - origin_sample) / per_ms, label=label if labelled else None, **style
+            )
 
 
 def draw_force_emg(data: TrialData, jump: JumpMarks | None, path: Path) -> Path:
@@ -691,9 +697,9 @@ def draw_trajectory(data: TrialData, pose3d: Pose3d, path: Path) -> Path:
                 label=part,
             )
     for jump in data.jumps:
-        _mark_events(speed_axes, jump, origin, per_ms)
+        _mark_events(speed_axes, jump, origin, per_ms, labelled=jump is data.jumps[0])
     speed_axes.set(
-        xlabel="time from take-off (ms)" if data.jumps else "time from pulse 0 (ms)",
+        xlabel=_speed_time_label(len(data.jumps)),
         ylabel="speed (mm/s)",
         title="speed",
     )
@@ -701,6 +707,12 @@ def draw_trajectory(data: TrialData, pose3d: Pose3d, path: Path) -> Path:
     speed_axes.legend(fontsize=8, loc="upper left", ncols=3)
     figure.suptitle(f"{data.trial_id}: 3D trajectories and speed", x=0.01, ha="left")
     return _save(figure, path)
+
+
+def _speed_time_label(jumps: int) -> str:
+    if jumps == 0:
+        return "time from pulse 0 (ms)"
+    return "time from take-off (ms)" if jumps == 1 else "time from the take-off of jump 1 (ms)"
 
 
 def _nearest_row(times: np.ndarray, time: float) -> int | None:
