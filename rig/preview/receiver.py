@@ -12,7 +12,7 @@ import threading
 
 import zmq
 
-from acquisition.transport import MONITOR_HWM, make_socket, recv_message
+from acquisition.transport import MONITOR_HWM, recv_message
 from rig.preview.state import FeedError, PreviewState
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,16 @@ class FeedReceiver:
         if not endpoint:
             raise ValueError("the monitor endpoint must not be empty")
         self.state = state
-        self._socket = make_socket(
-            context, zmq.SUB, endpoint, bind=True, hwm=MONITOR_HWM, subscribe=[b""]
-        )
-        self._socket.setsockopt(zmq.LINGER, 0)
+        socket = context.socket(zmq.SUB)
+        try:
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.RCVHWM, MONITOR_HWM)
+            socket.setsockopt(zmq.SUBSCRIBE, b"")
+            socket.bind(endpoint)
+        except zmq.ZMQError:
+            socket.close()
+            raise
+        self._socket = socket
         # The address actually bound (a wildcard tcp port resolved).
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()

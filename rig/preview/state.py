@@ -154,7 +154,7 @@ class PreviewState:
         self._last_bad = ""
         # In trigger indices: a pose further than this from a frame is not drawn on it.
         self._pose_max_age = max(1, round(layout.pose_max_age_s * layout.trigger_rate_hz))
-        self._snapshot_version = -1
+        self._snapshot_key: tuple[int, int] = (-1, -1)
         self._snapshot_json = b""
 
     # --- feeding ---------------------------------------------------------------------------------
@@ -257,7 +257,9 @@ class PreviewState:
         first_sample_index = int(extra["first_sample_index"])
         analog, _ = unpack_block(message.payload, n_channels)
         if n_channels != self._traces.n_channels:
+            generation = self._traces.generation
             self._traces = self._new_traces(n_channels)
+            self._traces.generation = generation + 1
         self._traces.add(first_sample_index, analog)
 
     def _on_jump(self, message: Message) -> None:
@@ -381,22 +383,27 @@ class PreviewState:
             raise RuntimeError("JPEG encoding failed")
         return bytes(buffer)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything the page shows, as JSON-ready values (None where a number is not finite)."""
-        with self._lock:
-            return self._snapshot_locked()
+    def snapshot(self, trace_from_bin: int = -1) -> dict[str, Any]:
+        """Everything the page shows, as JSON-ready values (None where a number is not finite).
 
-    def snapshot_json(self) -> bytes:
+        Traces hold the bins from ``trace_from_bin`` on (-1: the whole window); see
+        :meth:`TraceWindow.since`.
+        """
+        with self._lock:
+            return self._snapshot_locked(trace_from_bin)
+
+    def snapshot_json(self, trace_from_bin: int = -1) -> bytes:
         """:meth:`snapshot` encoded; the same bytes are reused until the state changes."""
         with self._lock:
-            if self._snapshot_version != self._version:
+            key = (self._version, trace_from_bin)
+            if self._snapshot_key != key:
                 self._snapshot_json = json.dumps(
-                    self._snapshot_locked(), separators=(",", ":"), allow_nan=False
+                    self._snapshot_locked(trace_from_bin), separators=(",", ":"), allow_nan=False
                 ).encode()
-                self._snapshot_version = self._version
+                self._snapshot_key = key
             return self._snapshot_json
 
-    def _snapshot_locked(self) -> dict[str, Any]:
+    def _snapshot_locked(self, trace_from_bin: int) -> dict[str, Any]:
         now_ns = time.monotonic_ns()
         cameras = {}
         for name, feed in self._cameras.items():
@@ -440,11 +447,12 @@ class PreviewState:
                 [index, round(x, 2), round(z, 2)] for index, x, _, z in self._trajectory
             ],
             "traces": {
+                "generation": traces.generation,
                 "end_sample": traces.end_sample,
-                "last_bin": traces.last_bin,
                 "samples_per_bin": traces.samples_per_bin,
-                "channels": traces.quantized(
-                    [c for c in self._trace_columns if c < traces.n_channels]
+                "n_bins": traces.n_bins,
+                **traces.since(
+                    trace_from_bin, [c for c in self._trace_columns if c < traces.n_channels]
                 ),
             },
             "jump": {

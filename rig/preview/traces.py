@@ -7,13 +7,15 @@ height however far the trace is decimated (a plain subsample would alias it away
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-# Traces are sent to the page as integers 0..QUANTUM_LEVELS over each channel's range in the
-# window: a tenth of a pixel on any screen, and a fraction of the JSON that floats would take.
-QUANTUM_LEVELS = 1000
-MISSING_LEVEL = -1
+# Values go to the page with this many significant digits (of the window's largest value):
+# finer than any screen shows, and short in JSON.
+SIGNIFICANT_DIGITS = 4
+MAX_DECIMALS = 12
 
 
 class TraceWindow:
@@ -38,12 +40,15 @@ class TraceWindow:
         self._high = np.full((n_bins, n_channels), np.nan, dtype=np.float32)
         self._last_bin = -1  # newest bin written, -1 before any
         self.end_sample = 0  # one past the newest sample seen
+        # Counts the clears: a page's copy of the window from another generation is stale.
+        self.generation = 0
 
     def clear(self) -> None:
         self._low.fill(np.nan)
         self._high.fill(np.nan)
         self._last_bin = -1
         self.end_sample = 0
+        self.generation += 1
 
     @property
     def last_bin(self) -> int:
@@ -106,38 +111,44 @@ class TraceWindow:
         # below 0 (the window is longer than the acquisition so far) too.
         return low, high
 
-    def quantized(self, columns: list[int]) -> list[dict[str, object]]:
-        """The window of each channel in ``columns`` for the page: range and 0..1000 levels.
+    def since(self, from_bin: int, columns: Sequence[int]) -> dict[str, Any]:
+        """Bins ``from_bin`` .. newest (at most the window) of ``columns``, for the page.
 
-        Each entry: ``low``/``high`` (floats, the channel's range in the window, None when the
-        window is empty) and ``min``/``max`` lists of n_bins integers (MISSING_LEVEL: no data).
+        A page keeps its own copy of the window and asks only for the bins it lacks, from the
+        last one it has (that bin may have been partly filled). ``from_bin`` < 0 asks for the
+        whole window. Returns ``first_bin``, ``last_bin`` and, per column, ``low`` and ``high``:
+        lists of floats to 4 significant digits, None where a bin has no samples.
         """
-        low, high = self.window()
-        channels: list[dict[str, object]] = []
+        last = self._last_bin
+        oldest = max(last - self.n_bins + 1, 0)
+        first = oldest if from_bin < 0 else max(from_bin, oldest)
+        channels: list[dict[str, list[float | None]]] = []
+        if last < 0 or first > last:
+            for _ in columns:
+                channels.append({"low": [], "high": []})
+            return {"first_bin": first, "last_bin": last, "channels": channels}
+        rows = np.arange(first, last + 1) % self.n_bins
         for column in columns:
-            lo_col, hi_col = low[:, column], high[:, column]
-            seen = np.isfinite(lo_col) & np.isfinite(hi_col)
-            if not np.any(seen):
-                missing = [MISSING_LEVEL] * self.n_bins
-                channels.append({"low": None, "high": None, "min": missing, "max": missing})
-                continue
-            range_low = float(lo_col[seen].min())
-            range_high = float(hi_col[seen].max())
-            span = range_high - range_low
-            scale = QUANTUM_LEVELS / span if span > 0 and math.isfinite(span) else 0.0
+            digits = _decimals(self._low[:, column], self._high[:, column])
             channels.append(
                 {
-                    "low": range_low,
-                    "high": range_high,
-                    "min": _levels(lo_col, seen, range_low, scale),
-                    "max": _levels(hi_col, seen, range_low, scale),
+                    "low": _rounded(self._low[rows, column], digits),
+                    "high": _rounded(self._high[rows, column], digits),
                 }
             )
-        return channels
+        return {"first_bin": first, "last_bin": last, "channels": channels}
 
 
-def _levels(values: np.ndarray, seen: np.ndarray, low: float, scale: float) -> list[int]:
-    """values (n,) as integers 0..QUANTUM_LEVELS above ``low``; MISSING_LEVEL where not seen."""
-    levels = np.full(values.shape, MISSING_LEVEL, dtype=np.int64)
-    levels[seen] = np.rint((values[seen].astype(np.float64) - low) * scale).astype(np.int64)
-    return [int(level) for level in levels.tolist()]
+def _decimals(low: np.ndarray, high: np.ndarray) -> int:
+    """Decimal places that keep 4 significant digits of the largest value in the window."""
+    seen = np.concatenate((low[np.isfinite(low)], high[np.isfinite(high)]))
+    largest = float(np.abs(seen).max()) if seen.size else 0.0
+    if not largest > 0 or not math.isfinite(largest):
+        return SIGNIFICANT_DIGITS
+    return min(MAX_DECIMALS, max(0, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(largest))))
+
+
+def _rounded(values: np.ndarray, decimals: int) -> list[float | None]:
+    """values (n,) rounded (short in JSON), None where not finite."""
+    listed = np.round(values.astype(np.float64), decimals).tolist()
+    return [value if math.isfinite(value) else None for value in listed]

@@ -4,7 +4,8 @@ Routes:
 
 - ``GET /``: the page (``static/index.html``); ``GET /static/<file>``: its scripts and styles.
 - ``GET /api/layout``: cameras, body parts, skeleton edges, channels, phases (from the config).
-- ``GET /api/state``: the newest state (see :meth:`PreviewState.snapshot`); the page polls it.
+- ``GET /api/state?trace_from=<bin>``: the newest state (see :meth:`PreviewState.snapshot`),
+  with the trace bins from ``trace_from`` on (default: the whole window); the page polls it.
 - ``GET /frame/<camera>.jpg``: the camera's newest frame, encoded on request; headers
   ``X-Frame-Seq``, ``X-Frame-Id``, ``X-Trigger-Index`` say which frame it is, ``X-Pose`` holds
   the 2D pose nearest it as JSON (``{"trigger_index", "frame_id", "points": [[x, y,
@@ -27,7 +28,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from rig.preview.state import PreviewState
 
@@ -113,14 +114,20 @@ class PreviewRequestHandler(BaseHTTPRequestHandler):
     server: PreviewHttpServer
 
     def do_GET(self) -> None:
-        path = unquote(urlsplit(self.path).path)
+        url = urlsplit(self.path)
+        path = unquote(url.path)
         try:
             if path in ("/", "/index.html"):
                 self._send_static("index.html")
             elif path.startswith("/static/"):
                 self._send_static(path[len("/static/") :])
             elif path == "/api/state":
-                self._send(HTTPStatus.OK, self.server.state.snapshot_json(), "application/json")
+                trace_from = _int_parameter(url.query, "trace_from", -1)
+                if trace_from is None:
+                    self._send_json(HTTPStatus.BAD_REQUEST, {"error": "trace_from: an integer"})
+                    return
+                body = self.server.state.snapshot_json(trace_from)
+                self._send(HTTPStatus.OK, body, "application/json")
             elif path == "/api/layout":
                 self._send(HTTPStatus.OK, self.server.layout_json, "application/json")
             elif path.startswith("/frame/") and path.endswith(".jpg"):
@@ -220,6 +227,17 @@ class PreviewRequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+def _int_parameter(query: str, name: str, default: int) -> int | None:
+    """An integer query parameter; None when it is given but is not an integer."""
+    values = parse_qs(query).get(name)
+    if not values:
+        return default
+    try:
+        return int(values[0])
+    except ValueError:
+        return None
 
 
 def make_http_server(state: PreviewState, host: str, port: int) -> PreviewHttpServer:

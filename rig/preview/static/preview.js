@@ -35,6 +35,10 @@ const counters = {
   sideViewsDrawn: 0,
   errors: 0,
   lastError: "",
+  phasesSeen: new Set(),
+  // Moving averages (ms) of the time a poll waits for the state and spends drawing it.
+  fetchMs: 0,
+  renderMs: 0,
 };
 const window1s = { at: performance.now(), newStates: 0, polls: 0, frames: {} };
 let rates = { updatesPerS: 0, pollsPerS: 0, framesPerS: {} };
@@ -70,6 +74,14 @@ async function loadLayout() {
     throw new Error("layout: HTTP " + response.status);
   }
   layout = await response.json();
+  if (layout.server_id !== serverId) {
+    // Another preview (a restart): count what is drawn from this one afresh.
+    counters.framesDrawn = {};
+    counters.skeletonsDrawn = {};
+    counters.lastVersion = -1;
+    traceRing.generation = -1;
+    traceRing.needWhole = true;
+  }
   serverId = layout.server_id;
   buildPage();
 }
@@ -132,41 +144,77 @@ function ensureTile(name, width, height) {
 
 // --- the poll loop ----------------------------------------------------------------------------
 
-async function pollLoop() {
-  for (;;) {
-    const began = performance.now();
-    try {
-      if (layout === null) {
-        await loadLayout();
-      }
-      const response = await fetch("/api/state", { cache: "no-store" });
-      if (!response.ok) {
-        throw new Error("state: HTTP " + response.status);
-      }
-      const state = await response.json();
-      if (state.server_id !== serverId) {
-        // The preview restarted (perhaps with another rig config): start over.
-        await loadLayout();
-      }
-      counters.polls += 1;
-      window1s.polls += 1;
-      setConnected(true);
-      if (state.version !== counters.lastVersion) {
-        counters.lastVersion = state.version;
-        counters.newStates += 1;
-        window1s.newStates += 1;
-      }
-      lastState = state;
-      render(state);
-    } catch (error) {
-      noteError(error);
-      setConnected(false);
-      layout = null;
-      await sleep(RETRY_MS);
-      continue;
+// Polls start on a steady beat, up to MAX_IN_FLIGHT at once: the round trip to the preview
+// (slow on a loaded machine) overlaps with drawing instead of adding to it.
+const MAX_IN_FLIGHT = 2;
+let inFlight = 0;
+let layoutLoading = false;
+let retryAfterMs = 0;
+
+function tick() {
+  const now = performance.now();
+  if (layout === null) {
+    if (!layoutLoading && now >= retryAfterMs) {
+      layoutLoading = true;
+      loadLayout()
+        .catch((error) => {
+          noteError(error);
+          setConnected(false);
+          retryAfterMs = performance.now() + RETRY_MS;
+        })
+        .finally(() => {
+          layoutLoading = false;
+        });
     }
-    const wait = 1000 / TARGET_HZ - (performance.now() - began);
-    await sleep(Math.max(0, wait));
+    return;
+  }
+  if (inFlight < MAX_IN_FLIGHT) {
+    pollOnce();
+  }
+}
+
+async function pollOnce() {
+  inFlight += 1;
+  const began = performance.now();
+  try {
+    const from = traceRing.needWhole ? -1 : traceRing.lastBin;
+    const response = await fetch("/api/state?trace_from=" + from, { cache: "no-store" });
+    if (!response.ok) {
+      throw new Error("state: HTTP " + response.status);
+    }
+    const state = await response.json();
+    const fetched = performance.now();
+    counters.fetchMs += 0.1 * (fetched - began - counters.fetchMs);
+    if (layout === null) {
+      return;
+    }
+    if (state.server_id !== serverId) {
+      // The preview restarted (perhaps with another rig config): start over.
+      layout = null;
+      return;
+    }
+    counters.polls += 1;
+    window1s.polls += 1;
+    setConnected(true);
+    if (state.version < counters.lastVersion) {
+      return; // overtaken by a newer answer
+    }
+    if (state.version !== counters.lastVersion) {
+      counters.lastVersion = state.version;
+      counters.newStates += 1;
+      window1s.newStates += 1;
+    }
+    mergeTraces(state.traces);
+    lastState = state;
+    render(state);
+    counters.renderMs += 0.1 * (performance.now() - fetched - counters.renderMs);
+  } catch (error) {
+    noteError(error);
+    setConnected(false);
+    layout = null;
+    retryAfterMs = performance.now() + RETRY_MS;
+  } finally {
+    inFlight -= 1;
   }
 }
 
@@ -335,6 +383,9 @@ function renderPhase(phase) {
   if (element.textContent !== text) {
     element.textContent = text;
     element.dataset.phase = phase || "";
+    if (phase) {
+      counters.phasesSeen.add(phase);
+    }
   }
   for (const item of document.querySelectorAll("#phase-steps li")) {
     item.classList.toggle("current", item.dataset.phase === phase);
@@ -550,11 +601,64 @@ function drawSideView(state) {
 
 // --- traces -----------------------------------------------------------------------------------
 
+// The page's copy of the trace window: per channel, min and max of each bin, in a ring indexed
+// by bin number. Each poll brings the bins from the newest one held on.
+const traceRing = {
+  generation: -1,
+  nBins: 0,
+  lastBin: -1,
+  samplesPerBin: 1,
+  low: [],
+  high: [],
+  needWhole: true,
+};
+
+function resetTraceRing(traces) {
+  traceRing.generation = traces.generation;
+  traceRing.nBins = traces.n_bins;
+  traceRing.samplesPerBin = traces.samples_per_bin;
+  traceRing.lastBin = -1;
+  traceRing.low = traces.channels.map(() => new Float64Array(traces.n_bins).fill(NaN));
+  traceRing.high = traces.channels.map(() => new Float64Array(traces.n_bins).fill(NaN));
+}
+
+function mergeTraces(traces) {
+  const stale =
+    traces.generation !== traceRing.generation ||
+    traces.n_bins !== traceRing.nBins ||
+    traces.channels.length !== traceRing.low.length ||
+    traces.last_bin < traceRing.lastBin;
+  if (stale) {
+    resetTraceRing(traces);
+    // Bins before this answer's first one were not sent: ask for the whole window next.
+    traceRing.needWhole = traces.first_bin > Math.max(0, traces.last_bin - traces.n_bins + 1);
+  } else if (traceRing.needWhole && traces.first_bin <= Math.max(0, traces.last_bin - traces.n_bins + 1)) {
+    traceRing.needWhole = false;
+  }
+  const n = traceRing.nBins;
+  if (traceRing.lastBin >= 0) {
+    // Bins between the newest held and the first sent never came (lost blocks): empty them.
+    for (let b = traceRing.lastBin + 1; b < traces.first_bin && b <= traceRing.lastBin + n; b += 1) {
+      for (let c = 0; c < traceRing.low.length; c += 1) {
+        traceRing.low[c][b % n] = NaN;
+        traceRing.high[c][b % n] = NaN;
+      }
+    }
+  }
+  traces.channels.forEach((channel, c) => {
+    for (let i = 0; i < channel.low.length; i += 1) {
+      const slot = (traces.first_bin + i) % n;
+      traceRing.low[c][slot] = channel.low[i] === null ? NaN : channel.low[i];
+      traceRing.high[c][slot] = channel.high[i] === null ? NaN : channel.high[i];
+    }
+  });
+  traceRing.lastBin = Math.max(traceRing.lastBin, traces.last_bin);
+}
+
 function drawTraces(state) {
   const canvas = document.getElementById("traces");
   const ctx = canvas.getContext("2d");
   const width = canvas.width;
-  const traces = state.traces;
   const channels = layout.channels;
   const rowHeight = 46;
   const height = Math.max(60, rowHeight * channels.length + 16);
@@ -563,42 +667,56 @@ function drawTraces(state) {
   }
   ctx.fillStyle = "#0c0d10";
   ctx.fillRect(0, 0, width, height);
-  const labelWidth = 0;
+  const n = traceRing.nBins;
+  const firstBin = traceRing.lastBin - n + 1;
   let withData = 0;
   channels.forEach((channel, row) => {
-    const data = traces.channels[row];
     const top = row * rowHeight + 2;
     const plotHeight = rowHeight - 8;
     ctx.strokeStyle = "#2f343d";
-    ctx.strokeRect(labelWidth, top, width - labelWidth, plotHeight);
-    if (data && data.low !== null) {
+    ctx.strokeRect(0, top, width, plotHeight);
+    const low = traceRing.low[row];
+    const high = traceRing.high[row];
+    let rangeLow = Infinity;
+    let rangeHigh = -Infinity;
+    if (low && n > 0 && traceRing.lastBin >= 0) {
+      for (let b = Math.max(0, firstBin); b <= traceRing.lastBin; b += 1) {
+        const slot = b % n;
+        if (low[slot] < rangeLow) {
+          rangeLow = low[slot];
+        }
+        if (high[slot] > rangeHigh) {
+          rangeHigh = high[slot];
+        }
+      }
+    }
+    const seen = Number.isFinite(rangeLow) && Number.isFinite(rangeHigh);
+    if (seen) {
       withData += 1;
-      const bins = data.min.length;
-      const binWidth = (width - labelWidth) / bins;
+      // Each channel scaled to its own range over the window.
+      const span = rangeHigh > rangeLow ? rangeHigh - rangeLow : 1;
+      const toY = (v) => top + plotHeight - 1 - ((v - rangeLow) / span) * (plotHeight - 2);
+      const binWidth = width / n;
       ctx.strokeStyle = TRACE_COLOURS[channel.kind] || TRACE_COLOURS.other;
       ctx.lineWidth = Math.max(1, binWidth);
       ctx.beginPath();
-      for (let i = 0; i < bins; i += 1) {
-        const low = data.min[i];
-        const high = data.max[i];
-        if (low < 0 || high < 0) {
+      for (let b = Math.max(0, firstBin); b <= traceRing.lastBin; b += 1) {
+        const slot = b % n;
+        if (Number.isNaN(low[slot]) || Number.isNaN(high[slot])) {
           continue;
         }
-        const x = labelWidth + (i + 0.5) * binWidth;
-        const yLow = top + plotHeight - (low / 1000) * (plotHeight - 2) - 1;
-        const yHigh = top + plotHeight - (high / 1000) * (plotHeight - 2) - 1;
-        ctx.moveTo(x, yLow + 0.5);
-        ctx.lineTo(x, yHigh - 0.5);
+        const x = (b - firstBin + 0.5) * binWidth;
+        ctx.moveTo(x, toY(low[slot]) + 0.5);
+        ctx.lineTo(x, toY(high[slot]) - 0.5);
       }
       ctx.stroke();
     }
     ctx.fillStyle = "#c9ced6";
     ctx.font = "11px sans-serif";
-    const range =
-      data && data.low !== null
-        ? " " + data.low.toPrecision(3) + " … " + data.high.toPrecision(3) + " " + channel.units
-        : " (no data)";
-    ctx.fillText(channel.name + range, labelWidth + 4, top + 12);
+    const range = seen
+      ? " " + rangeLow.toPrecision(3) + " … " + rangeHigh.toPrecision(3) + " " + channel.units
+      : " (no data)";
+    ctx.fillText(channel.name + range, 4, top + 12);
   });
   drawEventMarkers(ctx, state, width, rowHeight * channels.length);
   ctx.fillStyle = "#8a919c";
@@ -611,12 +729,11 @@ function drawTraces(state) {
 }
 
 function drawEventMarkers(ctx, state, width, plotsHeight) {
-  const traces = state.traces;
-  const bins = traces.channels.length ? traces.channels[0].min.length : 0;
-  if (!bins || traces.last_bin < 0) {
+  const n = traceRing.nBins;
+  if (!n || traceRing.lastBin < 0) {
     return;
   }
-  const firstBin = traces.last_bin - bins + 1;
+  const firstBin = traceRing.lastBin - n + 1;
   ctx.strokeStyle = "rgba(255, 255, 255, 0.6)";
   ctx.setLineDash([4, 3]);
   ctx.fillStyle = "#e6e8eb";
@@ -625,11 +742,11 @@ function drawEventMarkers(ctx, state, width, plotsHeight) {
     if (typeof event.daq_sample_index !== "number") {
       continue;
     }
-    const bin = event.daq_sample_index / traces.samples_per_bin;
-    if (bin < firstBin || bin > traces.last_bin + 1) {
+    const bin = event.daq_sample_index / traceRing.samplesPerBin;
+    if (bin < firstBin || bin > traceRing.lastBin + 1) {
       continue;
     }
-    const x = ((bin - firstBin) / bins) * width;
+    const x = ((bin - firstBin) / n) * width;
     ctx.beginPath();
     ctx.moveTo(x, 0);
     ctx.lineTo(x, plotsHeight);
@@ -682,6 +799,8 @@ function renderedReport() {
     new_states: counters.newStates,
     updates_per_s: rates.updatesPerS,
     polls_per_s: rates.pollsPerS,
+    fetch_ms: counters.fetchMs,
+    render_ms: counters.renderMs,
     frames_per_s: rates.framesPerS,
     camera_tiles: tiles.size,
     cameras_with_frames: camerasWithFrames,
@@ -689,6 +808,7 @@ function renderedReport() {
     skeletons_drawn: counters.skeletonsDrawn,
     phase_shown: phase.dataset.phase || "",
     phase_text: phase.textContent,
+    phases_seen: Array.from(counters.phasesSeen),
     trial_id_shown: document.getElementById("trial-id").textContent,
     jump_shown: shownJump,
     events_shown: document.querySelectorAll("#events li").length,
@@ -717,5 +837,6 @@ async function reportLoop() {
   }
 }
 
-pollLoop();
+setInterval(tick, 1000 / TARGET_HZ);
+tick();
 reportLoop();
