@@ -177,7 +177,7 @@ def _run(
         pulses = 0
         first_pulse_sample: int | None = None
         previous_level = 0
-        stopping = False
+        stop_at_sample: int | None = None
         n_channels = len(config.channels)
         while True:
             if abort.is_set():
@@ -191,11 +191,15 @@ def _run(
                     daq.stop_pulses()
                     control.ack(request)
                 elif request["type"] == "stop":
-                    stopping = True
+                    # Read what the clock has produced up to now, then stop: a DAQ process
+                    # that runs behind real time must not chase a clock that keeps ticking.
+                    stop_at_sample = status["samples"] + daq.samples_due()
                 elif request["type"] == "abort":
                     break
-            # Stop once every sample up to now is read: the last pulse is in the file.
-            if stopping and daq.samples_due() < config.block_samples:
+            # Stop once every sample up to the stop is read: the last pulse is in the file.
+            if stop_at_sample is not None and (
+                status["samples"] >= stop_at_sample or daq.samples_due() < config.block_samples
+            ):
                 break
             block = daq.read_block(timeout_s=0.05)
             if block is not None:

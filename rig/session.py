@@ -59,7 +59,16 @@ def run_session(
 ) -> int:
     """Run up to ``trials`` trials; returns the worst exit code among them (0: all fine)."""
     outcomes: list[TrialOutcome] = []
-    with _preview_feed(config, preview, stream) as monitor_endpoint:
+    with contextlib.ExitStack() as resources:
+        monitor_endpoint = ""
+        if preview is not None:
+            from rig.preview import PreviewError
+
+            try:
+                monitor_endpoint = resources.enter_context(_preview_server(config, preview, stream))
+            except PreviewError as error:
+                stream.write(f"rig: the live preview cannot start: {error}\n")
+                return EXIT_TRIAL_FAILED
         from rig.supervisor import Supervisor
 
         supervisor = Supervisor(config, monitor_endpoint=monitor_endpoint)
@@ -176,23 +185,19 @@ def _number(value: Any, scale: float) -> str:
 
 
 @contextlib.contextmanager
-def _preview_feed(
-    config: RigConfig, preview: PreviewOptions | None, stream: TextIO
-) -> Iterator[str]:
-    """The monitor endpoint the trials publish to ("" without a preview), with the preview
-    server running for as long as the session."""
-    if preview is None:
-        yield ""
-        return
+def _preview_server(config: RigConfig, preview: PreviewOptions, stream: TextIO) -> Iterator[str]:
+    """The preview server, running for as long as the session; yields the monitor endpoint the
+    trials publish to."""
     from rig.preview import PreviewServer
 
     with tempfile.TemporaryDirectory(prefix="jumprig-preview-") as folder:
-        endpoint = f"ipc://{folder}/monitor"
-        server = PreviewServer(config, endpoint, host=preview.host, port=preview.port)
+        server = PreviewServer(
+            config, f"ipc://{folder}/monitor", host=preview.host, port=preview.port
+        )
         server.start()
         try:
             stream.write(f"live preview: {server.url}\n")
             stream.flush()
-            yield endpoint
+            yield server.monitor_endpoint
         finally:
             server.stop()

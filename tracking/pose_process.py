@@ -10,6 +10,8 @@ are counted from the gaps in the frame ids and inferred after the trial.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import time
 from collections.abc import Sequence
 from multiprocessing.synchronize import Event
@@ -56,7 +58,9 @@ def run_pose(
     endpoints: Endpoints,
     abort: Event,
 ) -> None:
-    """Infer poses live for ``cameras``, given as (name, height, width), until told to stop."""
+    """Infer poses live for ``cameras``, given as (name, height, width), until told to stop.
+
+    The entry point of a spawned process: it ends the process when done."""
     names = [name for name, _, _ in cameras]
     role = role_of(names)
     log = setup_worker(role)
@@ -71,6 +75,10 @@ def run_pose(
     finally:
         control.close()
         context.destroy(linger=1000)
+    # Everything is sent and every socket closed. TensorFlow's teardown at interpreter exit
+    # can take tens of seconds on a loaded machine, holding up the end of the trial: skip it.
+    logging.shutdown()
+    os._exit(0)
 
 
 def _newest(socket: zmq.Socket) -> Message | None:
