@@ -1,11 +1,11 @@
-"""The supervisor: starts one process per device and for the writer, runs one trial, stops it.
+"""The supervisor: starts one process per device, the writer and the trackers, runs one trial.
 
-Start order (ARCHITECTURE.md): writer, cameras (armed, waiting for triggers), DAQ acquisition,
-and only then the trigger pulse train, so pulse 0 is frame 0 on every camera. Stop in reverse:
-the pulse train, the DAQ (after the last pulse is sampled), the cameras (after their last frame
-is sent), and the writer last, once every stream has ended. Every worker reports READY before the
-trial arms and heartbeats while it runs; a worker that dies or falls silent ends the trial, with
-the reason recorded in the file.
+Start order (ARCHITECTURE.md): writer, trackers (pose, triangulator, jump detector), cameras
+(armed, waiting for triggers), DAQ acquisition, and only then the trigger pulse train, so pulse 0
+is frame 0 on every camera. Stop in reverse: the pulse train, the DAQ (after the last pulse is
+sampled), the cameras (after their last frame is sent), the trackers, and the writer last, once
+every stream has ended. Every worker reports READY before the trial arms and heartbeats while it
+runs; a worker that dies or falls silent ends the trial, with the reason recorded in the file.
 """
 
 from __future__ import annotations
