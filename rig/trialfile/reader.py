@@ -167,7 +167,43 @@ class TrialFile:
         start = min(max(start, 0), stop)
         return self._read_rows(dataset, start, stop)
 
+    def raw_frame_chunk(self, camera: str, row: int) -> tuple[int, bytes]:
+        """(filter mask, stored bytes) of committed frame ``row`` of ``camera``, as on disk.
+
+        Not checked: the checksum is part of the bytes, so two identical chunks hold identical
+        frames, and a damaged one differs. Use :meth:`frames` for checked pixels.
+        """
+        path = layout.camera_dataset(self._camera(camera), layout.FRAMES)
+        dataset = self._dataset(path)
+        rows = self._available_rows(path, dataset)
+        if not 0 <= row < rows:
+            raise IndexError(f"{self.path}: {path}: row {row} outside the {rows} committed rows")
+        try:
+            filter_mask, chunk = dataset.id.read_direct_chunk((row, 0, 0))
+        except _HDF5_ERRORS as error:
+            raise self._error(path, f"frame row {row} cannot be read: {error}") from error
+        return int(filter_mask), bytes(chunk)
+
+    def dataset_paths(self) -> list[str]:
+        """Absolute paths of every dataset in the file, in HDF5's (alphabetical) order."""
+        return [path for path, _ in _iter_datasets(self._file)]
+
     # --- checks ----------------------------------------------------------------------------------
+
+    def check_readable(self, path: str) -> None:
+        """Read every committed row of ``path``; a damaged chunk raises :class:`TrialFileError`
+        naming the dataset and its rows, so no damage is found halfway through a long job."""
+        path = _absolute(path)
+        dataset = self._dataset(path)
+        if dataset.shape == ():
+            self._read_block(dataset, ())
+            return
+        rows = self._available_rows(path, dataset)
+        chunk_rows = dataset.chunks[0] if dataset.chunks else max(rows, 1)
+        row_bytes = max(1, dataset.dtype.itemsize * math.prod(dataset.shape[1:]))
+        block_rows = max(1, _VERIFY_BLOCK_BYTES // row_bytes)
+        for block_start, block_stop in _chunk_aligned_blocks(0, rows, chunk_rows, block_rows):
+            self._read_rows(dataset, block_start, block_stop)
 
     def verify(self) -> list[str]:
         """Read every chunk and check counters and contiguity; an empty list means no problem."""

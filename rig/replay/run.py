@@ -1,0 +1,281 @@
+"""One replay: a recorded trial through the live pipeline, into a new trial file.
+
+The supervisor runs the replay like any trial, with the replay's device factories
+(:class:`~rig.replay.cameras.ReplayCameraFactory`, :class:`~rig.replay.daq.ReplayDaqFactory`)
+and the recorded config adapted by :func:`~rig.replay.config.replay_config`. Everything downstream
+of the devices (writer, pose, triangulation, jump detection, preview) is the live code.
+
+How the replay ends: the supervisor's running phase lasts as long as the pacing needs (the
+recorded length over the speed factor; nothing at ``max``), then it stops the DAQ, and the replay
+DAQ, which counts every recorded sample not replayed yet as due, plays the rest before it ends
+(the DAQ process drains what is due before stopping). So the replay always reaches the end of the
+recording, and ``max`` is not held back by a timer. The supervisor waits at most
+``DONE_TIMEOUT_S`` for that drain; for recordings that a replay might not finish within
+:data:`DRAIN_BUDGET_S`, the running phase is lengthened to the recorded length minus that budget
+(a replay at ``max`` is at least as fast as the recording was).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import zmq
+
+from rig.complete_tracking import CompletionSummary, complete_tracking
+from rig.config import RigConfig
+from rig.replay.cameras import ReplayCameraFactory
+from rig.replay.config import replay_config
+from rig.replay.daq import ReplayDaqFactory
+from rig.replay.pacing import (
+    PAUSE_BACKLOG_FRAMES,
+    RESUME_BACKLOG_FRAMES,
+    CreditSender,
+    ReplaySpeed,
+    backlog_message,
+)
+from rig.replay.source import OPEN_TIMEOUT_S, RecordedTrial, check_recording, file_sha256
+from rig.supervisor import DONE_TIMEOUT_S, StatusSnapshot, Supervisor, TrialResult, TrialState
+from rig.trialfile import layout
+from rig.trialfile.reader import open_trial
+
+DEFAULT_OUTPUT_FOLDER = "replays"
+MAX_SPEED = ReplaySpeed(math.inf)
+# The share of the supervisor's DAQ drain timeout a replay plans to use.
+DRAIN_BUDGET_S = DONE_TIMEOUT_S - 10.0
+
+
+@dataclass
+class BacklogGovernor:
+    """``on_status`` of a replay: pauses the replay DAQ while any camera process holds a backlog
+    of frames the writer has not taken, so the lossless path never fills up and drops.
+
+    Also notes when the replay has delivered everything (for the replay's rate).
+    """
+
+    sender: CreditSender | None
+    recorded: RecordedTrial
+    forward: Callable[[StatusSnapshot], None] | None = None
+    paused: bool = False
+    pauses: int = 0
+    peak_backlog_frames: int = 0
+    started_s: float = field(default_factory=time.monotonic)
+    delivered_after_s: float | None = None
+
+    def __call__(self, status: StatusSnapshot) -> None:
+        backlog = max(status.buffered.values(), default=0)
+        self.peak_backlog_frames = max(self.peak_backlog_frames, backlog)
+        if self.sender is not None:
+            if not self.paused and backlog > PAUSE_BACKLOG_FRAMES:
+                self.paused = True
+                self.pauses += 1
+                self.sender.send(backlog_message(True))
+            elif self.paused and backlog < RESUME_BACKLOG_FRAMES:
+                self.paused = False
+                self.sender.send(backlog_message(False))
+            else:
+                self.sender.retry()
+        if self.delivered_after_s is None and self._all_delivered(status):
+            self.delivered_after_s = time.monotonic() - self.started_s
+        if self.forward is not None:
+            if status.state is TrialState.STOPPING and self.delivered_after_s is None:
+                # The supervisor is stopping, but the DAQ is still draining the recording:
+                # to the user the replay is running.
+                status = dataclasses.replace(status, state=TrialState.RUNNING)
+            self.forward(status)
+
+    def _all_delivered(self, status: StatusSnapshot) -> bool:
+        frames_done = all(
+            status.frames.get(camera.name, 0) >= camera.frames for camera in self.recorded.cameras
+        )
+        # Pulses, not samples: the DAQ's last heartbeat may come before its last block.
+        return frames_done and status.pulses >= self.recorded.pulses
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    recorded: RecordedTrial
+    config: RigConfig
+    speed: ReplaySpeed
+    trial: TrialResult
+    wall_s: float  # the whole replay: processes started, trial run, file closed
+    delivered_after_s: float | None  # supervisor start to every frame and sample delivered
+    # Host seconds from the first replayed frame to the last (None: fewer than two frames).
+    frame_span_s: float | None
+    peak_backlog_frames: int
+    backlog_pauses: int
+    completion: CompletionSummary | None
+    completion_s: float
+
+    @property
+    def path(self) -> Path:
+        return self.trial.path
+
+    @property
+    def pace(self) -> float | None:
+        """The replay's speed as a multiple of the recorded pace: the recorded time from first to
+        last pulse over the replay's time from first to last frame (process start-up left out)."""
+        if not self.frame_span_s or not self.recorded.pulse_span_s:
+            return None
+        return self.recorded.pulse_span_s / self.frame_span_s
+
+    @property
+    def frames_per_s(self) -> float | None:
+        """Frames of all cameras replayed per second, from the first frame to the last."""
+        if not self.frame_span_s:
+            return None
+        return self.frames_written / self.frame_span_s
+
+    @property
+    def frames_written(self) -> int:
+        accounts = self.trial.writer_summary.get("accounting", [])
+        return sum(int(account.get("frames_written", 0)) for account in accounts)
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames the replay's pipeline dropped (not those the recording had dropped)."""
+        accounts = self.trial.writer_summary.get("accounting", [])
+        return sum(len(account.get("dropped_by_pipeline", [])) for account in accounts)
+
+
+def replay_trial(
+    source: Path | str,
+    *,
+    output_dir: Path | str | None = None,
+    speed: ReplaySpeed = MAX_SPEED,
+    model: Path | None = None,
+    calibration: Path | None = None,
+    tracking: bool | None = None,
+    complete: bool = True,
+    on_status: Callable[[StatusSnapshot], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    open_timeout_s: float = OPEN_TIMEOUT_S,
+) -> ReplayResult:
+    """Replay ``source`` into a new trial file in ``output_dir`` (default: ``replays`` beside it).
+
+    ``model``/``calibration`` replace the recorded ones, ``tracking`` switches tracking on or off
+    (None: as recorded); with ``complete`` the tracking is completed after the trial, as
+    ``rig run`` does. Raises TrialFileError for a bad source file and ReplayConfigError for a
+    config that cannot be replayed, before any process starts.
+    """
+    source = Path(source)
+    started_s = time.monotonic()
+    recorded = check_recording(source, timeout_s=open_timeout_s)
+    output = Path(output_dir) if output_dir is not None else source.parent / DEFAULT_OUTPUT_FOLDER
+    config = replay_config(
+        recorded, output_dir=output, model=model, calibration=calibration, tracking=tracking
+    )
+    provenance = _provenance(recorded, config, speed, model, calibration)
+    run_phase_s = max(
+        speed.paced_seconds(recorded.duration_s), recorded.duration_s - DRAIN_BUDGET_S
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="jumprig-replay-") as folder,
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as hasher,
+    ):
+        # Hashed while the replay runs (hashlib lets go of the GIL); written once the file closes.
+        digest = hasher.submit(file_sha256, source)
+        credit_endpoint = f"ipc://{folder}/credit"
+        context = zmq.Context()
+        sender = CreditSender(context, credit_endpoint)
+        governor = BacklogGovernor(sender, recorded, on_status)
+        try:
+            supervisor = Supervisor(
+                config,
+                camera_factory=ReplayCameraFactory(str(source.resolve()), credit_endpoint),
+                daq_factory=ReplayDaqFactory(str(source.resolve()), speed.factor, credit_endpoint),
+            )
+            result = supervisor.run_trial(
+                subject=recorded.subject,
+                duration_s=run_phase_s,
+                output_dir=output,
+                on_status=governor,
+                extra_root_attrs=provenance,
+            )
+        finally:
+            sender.close()
+            context.term()
+        sha256 = digest.result()
+    wall_s = time.monotonic() - started_s
+    frame_span_s = None
+    if result.writer_summary:
+        _finish_output(result.path, recorded, sha256)
+        frame_span_s = frame_host_span_s(result.path)
+    completion = None
+    completion_started_s = time.monotonic()
+    tracking_settings = config.tracking
+    if (
+        complete
+        and tracking_settings.enabled
+        and tracking_settings.complete_after_trial
+        and result.writer_summary
+    ):
+        completion = complete_tracking(result.path, tracking_settings, on_progress=on_progress)
+    return ReplayResult(
+        recorded=recorded,
+        config=config,
+        speed=speed,
+        trial=result,
+        wall_s=wall_s,
+        delivered_after_s=governor.delivered_after_s,
+        frame_span_s=frame_span_s,
+        peak_backlog_frames=governor.peak_backlog_frames,
+        backlog_pauses=governor.pauses,
+        completion=completion,
+        completion_s=time.monotonic() - completion_started_s if completion else 0.0,
+    )
+
+
+def _provenance(
+    recorded: RecordedTrial,
+    config: RigConfig,
+    speed: ReplaySpeed,
+    model: Path | None,
+    calibration: Path | None,
+) -> dict[str, Any]:
+    """Root attributes of the replay's file: what was replayed, with what."""
+    tracking = config.tracking
+    return {
+        "replay_of": str(recorded.path.resolve()),
+        "replay_of_trial_id": recorded.trial_id,
+        "replay_of_started_utc": recorded.started_utc,
+        "replay_of_closed_cleanly": recorded.closed_cleanly,
+        "replay_speed": speed.label,
+        "replay_tracking": tracking.enabled,
+        "replay_model": tracking.model if tracking.enabled else "",
+        "replay_model_source": "--model" if model is not None else "recorded",
+        "replay_calibration": tracking.calibration if tracking.enabled else "",
+        "replay_calibration_source": "--calibration" if calibration is not None else "recorded",
+    }
+
+
+def frame_host_span_s(path: Path) -> float | None:
+    """Host seconds from the first frame any camera of ``path`` delivered to the last one."""
+    with open_trial(path) as trial:
+        times = [
+            trial.read(layout.camera_dataset(camera, layout.T_HOST_NS))
+            for camera in trial.camera_names
+        ]
+    stamps = [t for t in times if t.size]
+    if not stamps:
+        return None
+    span_ns = max(int(t.max()) for t in stamps) - min(int(t.min()) for t in stamps)
+    return span_ns / 1e9 if span_ns > 0 else None
+
+
+def _finish_output(path: Path, recorded: RecordedTrial, sha256: str) -> None:
+    """After the trial: the source's hash, and no twin truth where the source had none (the
+    writer computes /sim for every trial on the simulated DAQ, which a replay of a real rig's
+    trial runs on)."""
+    with h5py.File(path, "r+") as output:
+        output.attrs["replay_of_sha256"] = sha256
+        if not recorded.has_twin_truth and "sim" in output:
+            del output["sim"]
