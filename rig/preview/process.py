@@ -174,6 +174,13 @@ class PreviewServer:
         return str(self._info["monitor_endpoint"])
 
     @property
+    def pid(self) -> int | None:
+        """The preview process's id while it runs (to measure what it costs)."""
+        if self._process is None or self._stopped:
+            return None
+        return self._process.pid
+
+    @property
     def is_running(self) -> bool:
         return self._process is not None and not self._stopped and self._process.is_alive()
 

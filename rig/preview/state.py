@@ -170,7 +170,9 @@ class PreviewState:
                 self._unknown += 1
                 return
             try:
-                if topic != TOPIC_EOS:
+                # Live frames are decimated by the cameras (their seq is the frame id): their
+                # gaps are by design, not losses.
+                if topic not in (TOPIC_EOS, TOPIC_LIVE_FRAME):
                     self._observe_seq(message)
                 handler(self, message)
             except (ValueError, TypeError, KeyError, IndexError) as error:

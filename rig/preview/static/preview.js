@@ -5,7 +5,7 @@
 
 const params = new URLSearchParams(window.location.search);
 // Polls of the state per second (the page shows at most this many updates a second).
-const TARGET_HZ = Math.min(60, Math.max(1, Number(params.get("hz")) || 25));
+const TARGET_HZ = Math.min(60, Math.max(1, Number(params.get("hz")) || 20));
 const RETRY_MS = 500;
 const REPORT_INTERVAL_MS = 1000;
 const TRACE_COLOURS = { force: "#4aa3f0", emg: "#e0a040", other: "#9aa3ad" };
@@ -102,6 +102,7 @@ function buildPage() {
     steps.appendChild(item);
   }
   document.getElementById("trace-window").textContent = "last " + layout.trace_window_s + " s";
+  sideViewKey = null;
 }
 
 function ensureTile(name, width, height) {
@@ -118,6 +119,12 @@ function ensureTile(name, width, height) {
   title.textContent = name;
   const info = document.createElement("span");
   info.className = "counters";
+  const counterSpans = ["frames", "dropped", "shown"].map((name) => {
+    const span = document.createElement("span");
+    span.className = name;
+    info.appendChild(span);
+    return span;
+  });
   header.append(title, info);
   const canvas = document.createElement("canvas");
   canvas.width = width || 640;
@@ -128,6 +135,7 @@ function ensureTile(name, width, height) {
     name,
     element,
     info,
+    counterSpans,
     canvas,
     context: canvas.getContext("2d"),
     bitmap: null,
@@ -135,6 +143,8 @@ function ensureTile(name, width, height) {
     bitmapTrigger: -1,
     pose: null,
     loading: false,
+    drawnOnce: false,
+    counterText: ["", "", ""],
   };
   tiles.set(name, tile);
   counters.framesDrawn[name] = counters.framesDrawn[name] || 0;
@@ -227,13 +237,24 @@ function render(state) {
     if (camera.frame_seq > tile.bitmapSeq && !tile.loading && camera.frame_seq > 0) {
       fetchFrame(tile);
     }
-    drawTile(tile, camera);
+    if (!tile.drawnOnce) {
+      drawTile(tile, camera); // the placeholder; frames are drawn as they arrive
+    }
   }
-  drawSideView(state);
+  // The side view changes only with a new 3D pose.
+  const poseKey = state.pose3d ? state.pose3d.trigger_index : -1;
+  if (poseKey !== sideViewKey || state.trajectory.length !== sideViewTrajectory) {
+    sideViewKey = poseKey;
+    sideViewTrajectory = state.trajectory.length;
+    drawSideView(state);
+  }
   drawTraces(state);
   renderJump(state.jump);
   renderFeed(state.feed);
 }
+
+let sideViewKey = null;
+let sideViewTrajectory = -1;
 
 async function fetchFrame(tile) {
   tile.loading = true;
@@ -274,22 +295,23 @@ function renderCameraCounters(tile, camera, state) {
   const frames = status.frames ? status.frames[tile.name] : undefined;
   const dropped = status.dropped ? status.dropped[tile.name] : undefined;
   const fps = rates.framesPerS[tile.name] || 0;
-  const droppedClass = dropped ? "dropped some" : "dropped";
-  tile.info.innerHTML = "";
-  const parts = [
-    ["frames", frames === undefined ? "–" : String(frames), ""],
-    ["dropped", dropped === undefined ? "–" : String(dropped), droppedClass],
-    ["shown", fps.toFixed(0) + "/s", ""],
+  const texts = [
+    " frames " + (frames === undefined ? "–" : String(frames)),
+    " dropped " + (dropped === undefined ? "–" : String(dropped)),
+    " shown " + fps.toFixed(0) + "/s",
   ];
-  for (const [label, value, cls] of parts) {
-    const span = document.createElement("span");
-    span.className = cls;
-    span.textContent = " " + label + " " + value;
-    tile.info.appendChild(span);
-  }
+  // Only what changed is touched: the page stays cheap to lay out.
+  texts.forEach((text, i) => {
+    if (tile.counterText[i] !== text) {
+      tile.counterText[i] = text;
+      tile.counterSpans[i].textContent = text;
+    }
+  });
+  tile.counterSpans[1].classList.toggle("some", Boolean(dropped));
 }
 
 function drawTile(tile, camera) {
+  tile.drawnOnce = true;
   const ctx = tile.context;
   const width = camera.width || tile.canvas.width;
   const height = camera.height || tile.canvas.height;
@@ -361,20 +383,27 @@ function drawSkeleton(tile, width) {
 
 // --- trial, phase, jump -----------------------------------------------------------------------
 
+function setText(id, text) {
+  const element = document.getElementById(id);
+  const value = String(text);
+  if (element.textContent !== value) {
+    element.textContent = value;
+  }
+}
+
 function renderTrial(state) {
   const status = state.trial.status || {};
-  document.getElementById("trial-id").textContent = state.trial.trial_id || "–";
-  document.getElementById("trial-state").textContent = status.state || "–";
+  setText("trial-id", state.trial.trial_id || "–");
+  setText("trial-state", status.state || "–");
   let elapsed = status.elapsed_s;
   if (typeof elapsed === "number" && status.state === "running" && state.trial.status_age_s) {
     // Status arrives a few times a second; the clock runs on between them.
     elapsed += state.trial.status_age_s;
   }
-  document.getElementById("trial-elapsed").textContent =
-    typeof elapsed === "number" ? elapsed.toFixed(1) + " s" : "–";
-  document.getElementById("trial-pulses").textContent = status.pulses ?? "–";
-  document.getElementById("trial-samples").textContent = status.daq_samples ?? "–";
-  document.getElementById("update-rate").textContent = rates.updatesPerS.toFixed(0) + "/s";
+  setText("trial-elapsed", typeof elapsed === "number" ? elapsed.toFixed(1) + " s" : "–");
+  setText("trial-pulses", status.pulses ?? "–");
+  setText("trial-samples", status.daq_samples ?? "–");
+  setText("update-rate", rates.updatesPerS.toFixed(0) + "/s");
 }
 
 function renderPhase(phase) {
@@ -451,8 +480,7 @@ let shownJump = {};
 let shownJumpKey = "";
 
 function renderJump(jump) {
-  const count = document.getElementById("jump-count");
-  count.textContent = jump.jumps_seen ? "(" + jump.jumps_seen + " this trial)" : "";
+  setText("jump-count", jump.jumps_seen ? "(" + jump.jumps_seen + " this trial)" : "");
   const values = jump.last_jump;
   const key = JSON.stringify(values);
   if (key !== shownJumpKey) {
@@ -498,11 +526,12 @@ function renderJump(jump) {
 }
 
 function renderFeed(feed) {
-  const element = document.getElementById("feed-info");
   const total = Object.values(feed.messages).reduce((a, b) => a + b, 0);
-  element.textContent =
+  setText(
+    "feed-info",
     "feed: " + total + " messages, " + feed.seq_gaps + " skipped by the feed (never by the" +
-    " recording), " + feed.bad_messages + " unreadable";
+      " recording), " + feed.bad_messages + " unreadable",
+  );
 }
 
 // --- 3D side view -----------------------------------------------------------------------------

@@ -171,6 +171,7 @@ def test_lifecycle(rig_config: RigConfig) -> None:
     preview.start()
     try:
         assert preview.is_running
+        assert isinstance(preview.pid, int)
         assert preview.url.startswith("http://127.0.0.1:")
         # The wildcard port is resolved, so the rig's stages can connect.
         assert preview.monitor_endpoint.startswith("tcp://127.0.0.1:")
@@ -181,6 +182,7 @@ def test_lifecycle(rig_config: RigConfig) -> None:
     finally:
         preview.stop()
     assert not preview.is_running
+    assert preview.pid is None
     preview.stop()  # twice is fine
 
 

@@ -417,11 +417,13 @@ def test_the_status_phase_is_shown_without_a_jump_detector(feed: Feed) -> None:
 
 
 def test_sequence_gaps_are_counted_and_restarts_are_not_gaps(feed: Feed) -> None:
-    send_frame(feed, "cam_right", 0, seq=0)
-    send_frame(feed, "cam_right", 1, seq=1)
-    send_frame(feed, "cam_right", 5, seq=5)  # 3 lost
-    send_message(feed.publisher, TOPIC_EOS, eos_header("cam_right", 6))
-    send_frame(feed, "cam_right", 0, seq=0)  # the next trial's camera process
+    for seq in (0, 1, 5):  # 3 lost
+        send_pose(feed, "cam_right", trigger_index=10 * seq, seq=seq, x=1.0)
+    send_message(feed.publisher, TOPIC_EOS, eos_header("pose2d/cam_right", 6))
+    send_pose(feed, "cam_right", trigger_index=0, seq=0, x=1.0)  # the next trial's process
+    # Live frames come decimated (seq = frame id): their gaps are by design.
+    send_frame(feed, "cam_right", 0)
+    send_frame(feed, "cam_right", 7)
     assert feed.state.snapshot()["feed"]["seq_gaps"] == 3
 
 
