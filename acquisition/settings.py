@@ -104,6 +104,12 @@ class CameraFaultConfig:
     # limbs where the labelled left ones are, so its pose labels land on the wrong limb.
     swap_limbs_trigger_indices: tuple[int, ...] = ()
     swap_limbs_probability: float = field(default=0.0, metadata=between(0.0, 1.0))
+    # Fetches that fail, as a real camera's do now and then; either way the pulse's frame is lost
+    # (a gap in frame_id) and the camera goes on. A timeout: no frame comes, and the read waits
+    # out its whole timeout; an error: the buffer came back unreadable, and the read returns at
+    # once with nothing (what harvesters does with a buffer it cannot read).
+    fetch_timeout_probability: float = field(default=0.0, metadata=between(0.0, 1.0))
+    fetch_error_probability: float = field(default=0.0, metadata=between(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -113,10 +119,14 @@ class FaultsConfig:
     slow_disk_ms_per_frame: float = field(default=0.0, metadata=ge(0))
     # Pull the twin trigger box's cable this long after the DAQ starts (0 = never).
     triggerbox_unplug_after_s: float = field(default=0.0, metadata=ge(0))
-    # SIGKILL this worker ("writer", "daq", "camera:<name>", "pose:<names>", "triangulator")
+    # SIGKILL this worker ("writer", "daq", "camera:<name>", "pose:<names joined by +>",
+    # "triangulator", "jumps")
     # this long after the pulses start, as a crash would.
     kill_worker: str = ""
     kill_worker_after_s: float = field(default=1.0, metadata=ge(0))
+    # The DAQ's input buffer overruns this long after acquisition starts (0 = never): reading
+    # fails with NI-DAQmx's error -200279, as a real DAQ's does when the host reads too slowly.
+    daq_overrun_after_s: float = field(default=0.0, metadata=ge(0))
 
 
 @dataclass(frozen=True)

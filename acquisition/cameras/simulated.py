@@ -19,7 +19,12 @@ import zmq
 from acquisition.cameras.interface import Camera, CameraFrame
 from acquisition.settings import CameraConfig, SimConfig
 from acquisition.sim.camera_model import PinholeCamera, twin_cameras
-from acquisition.sim.faults import camera_drops_pulse, camera_swaps_limbs, swap_left_right_limbs
+from acquisition.sim.faults import (
+    camera_drops_pulse,
+    camera_fetch_fault,
+    camera_swaps_limbs,
+    swap_left_right_limbs,
+)
 from acquisition.sim.render import FrameRenderer
 from acquisition.sim.skeleton import BODY_PARTS, JumpModel
 from acquisition.transport import TOPIC_TRIGGER, TWIN_LINE_HWM, make_socket, recv_message
@@ -58,6 +63,8 @@ class SimulatedCamera(Camera):
         self._socket: zmq.Socket | None = None
         self._armed = False
         self.frames_lost_to_faults: list[int] = []
+        # Trigger indices whose fetch timed out or returned an unreadable buffer (fault knobs).
+        self.failed_fetches: list[int] = []
 
     @property
     def model(self) -> PinholeCamera:
@@ -93,6 +100,13 @@ class SimulatedCamera(Camera):
             if camera_drops_pulse(self._faults, self._sim.seed, self.name, trigger_index):
                 self.frames_lost_to_faults.append(trigger_index)
                 continue
+            fetch_fault = camera_fetch_fault(self._faults, self._sim.seed, self.name, trigger_index)
+            if fetch_fault is not None:
+                self.failed_fetches.append(trigger_index)
+                if fetch_fault == "timeout":
+                    # No frame comes: the fetch waits out its timeout, as a real one does.
+                    time.sleep(max(0, deadline_ns - time.monotonic_ns()) * 1e-9)
+                return None
             t_twin_ns = int(pulse.extra["t_twin_ns"])
             # The twin DAQ sends the body's pose with each pulse (computed once for all cameras).
             if pulse.shape == (len(BODY_PARTS), 3):

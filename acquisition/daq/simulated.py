@@ -12,10 +12,27 @@ import time
 from typing import Any
 
 from acquisition.daq.interface import Daq, DaqBlock
+from acquisition.daq.nidaq import ERROR_BUFFER_OVERRUN, describe_daq_error
 from acquisition.daq.pulses import SampleClockPulses
+from acquisition.errors import DeviceError
 from acquisition.settings import DaqConfig, SimConfig, TriggerConfig
 from acquisition.sim.signals import AnalogTwin
 from acquisition.sim.skeleton import JumpModel
+
+# What NI-DAQmx says on a buffer overrun (error -200279), so the twin's failure reads like one.
+NI_OVERRUN_TEXT = (
+    "The application is not able to keep up with the hardware acquisition. Increasing the buffer "
+    "size, reading the data more frequently, or specifying a fixed number of samples to read "
+    "instead of reading all available samples might correct the problem."
+)
+
+
+class _TwinDaqError(Exception):
+    """Stands in for ``nidaqmx.errors.DaqError`` (a message and NI's ``error_code``)."""
+
+    def __init__(self, message: str, error_code: int) -> None:
+        super().__init__(message)
+        self.error_code = error_code
 
 
 class SimulatedDaq(Daq):
@@ -33,6 +50,9 @@ class SimulatedDaq(Daq):
         self._block_ns = config.block_samples * 1e9 / config.rate_hz
         self._start_ns: int | None = None
         self._next_sample = 0
+        # Fault knob: the first sample the input buffer loses (None: it never overruns).
+        overrun_after_s = sim.faults.daq_overrun_after_s
+        self._overrun_sample = round(overrun_after_s * config.rate_hz) if overrun_after_s else None
 
     def open(self) -> None:
         pass
@@ -55,6 +75,10 @@ class SimulatedDaq(Daq):
         if wait_s > 0:
             time.sleep(wait_s)
         first = self._next_sample
+        if self._overrun_sample is not None and first + n > self._overrun_sample:
+            # Like NI-DAQmx: every sample before the overrun was read; this read fails.
+            error = _TwinDaqError(NI_OVERRUN_TEXT, ERROR_BUFFER_OVERRUN)
+            raise DeviceError(describe_daq_error(error, "reading samples"), code=error.error_code)
         trigger_line = self.pulses.levels(first, n)
         analog = self._analog.samples(first, n, self.pulses.first_pulse_sample)
         self._next_sample += n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Literal
 
 import numpy as np
 
@@ -23,6 +24,41 @@ def camera_drops_pulse(
     if trigger_index in faults.drop_trigger_indices:
         return True
     return _chance(f"{seed}:{camera}:{trigger_index}", faults.drop_probability)
+
+
+FetchFault = Literal["timeout", "error"]
+
+
+def camera_fetch_fault(
+    faults: CameraFaultConfig, seed: int, camera: str, trigger_index: int
+) -> FetchFault | None:
+    """How the fetch of pulse ``trigger_index``'s frame fails on the twin's camera ``camera``,
+    if it does: ``"timeout"`` (no frame comes) or ``"error"`` (an unreadable buffer).
+
+    Decided only for pulses the camera does not drop (see :func:`camera_drops_pulse`), and a
+    pure function of its arguments like it, so a test can list the failures afterwards.
+    """
+    if _chance(f"timeout:{seed}:{camera}:{trigger_index}", faults.fetch_timeout_probability):
+        return "timeout"
+    if _chance(f"error:{seed}:{camera}:{trigger_index}", faults.fetch_error_probability):
+        return "error"
+    return None
+
+
+def fetch_failed_trigger_indices(
+    faults: CameraFaultConfig, seed: int, camera: str, pulses_sent: int
+) -> np.ndarray:
+    """(F,) int64: every trigger index below ``pulses_sent`` whose frame a failed fetch lost
+    (dropped pulses excluded: their frame never reached a fetch)."""
+    return np.array(
+        [
+            k
+            for k in range(pulses_sent)
+            if not camera_drops_pulse(faults, seed, camera, k)
+            and camera_fetch_fault(faults, seed, camera, k) is not None
+        ],
+        dtype=np.int64,
+    )
 
 
 def camera_swaps_limbs(
