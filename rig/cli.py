@@ -91,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(handler=_report)
 
+    from rig.recover import add_recover_arguments
+    from rig.replay.command import add_replay_arguments
+
+    replay = commands.add_parser(
+        "replay",
+        help="play a recorded trial through the live pipeline with simulated hardware reading "
+        "the file (new model or calibration, debugging, --compare)",
+    )
+    add_replay_arguments(replay)
+    replay.set_defaults(handler=_replay)
+
+    recover = commands.add_parser(
+        "recover",
+        help="say what a trial file that was not closed holds, and mark it incomplete",
+    )
+    add_recover_arguments(recover)
+    recover.set_defaults(handler=_recover)
+
     inspect = commands.add_parser("inspect", help="summarize a trial file")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -186,6 +204,20 @@ def _report(args: argparse.Namespace) -> int:
     from rig.report import report_main
 
     return report_main(args.file, args.output, sys.stdout, sys.stderr)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from rig.replay.command import replay_main
+
+    # SIGTERM ends a replay like Ctrl-C, as it ends a trial.
+    signal.signal(signal.SIGTERM, _interrupt)
+    return replay_main(args)
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from rig.recover import recover_command
+
+    return recover_command(args, sys.stdout, sys.stderr)
 
 
 def _devices(args: argparse.Namespace) -> int:
