@@ -93,6 +93,10 @@ class TrialFile:
         self._file = h5file
         self._live = live
         self._committed: dict[str, int] = {}
+        # One handle per dataset, reused: refreshing a SWMR dataset while a second handle of it is
+        # open makes HDF5 1.14 read other chunks' data through both (measured: the pulses of a
+        # crashed trial came back as copies of their first chunk, silently).
+        self._datasets: dict[str, h5py.Dataset] = {}
         self.attrs: dict[str, Any] = {key: _plain(value) for key, value in h5file.attrs.items()}
         self.schema_version = int(self.attrs[layout.ATTR_SCHEMA_VERSION])
         self.camera_names: tuple[str, ...] = _camera_names(h5file)
@@ -211,8 +215,8 @@ class TrialFile:
         if not self.closed_cleanly:
             reason = f" (end_reason {self.end_reason!r})" if self.end_reason else ""
             problems.append(f"the file was not closed cleanly{reason}: trust the committed rows")
-        for path, dataset in _iter_datasets(self._file):
-            problems += self._verify_dataset(path, dataset)
+        for path in self.dataset_paths():
+            problems += self._verify_dataset(path, self._dataset(path))
         problems += self._verify_counters_agree()
         pulses = self._safe_read(layout.DAQ_TRIGGER_SAMPLE_INDEX, problems)
         if pulses is not None:
@@ -290,11 +294,14 @@ class TrialFile:
         return camera
 
     def _dataset(self, path: str) -> h5py.Dataset:
-        dataset = _open_object(self.path, self._file, path)
+        dataset = self._datasets.get(path)
         if dataset is None:
-            raise self._error(path, "no such dataset in this file")
-        if not isinstance(dataset, h5py.Dataset):
-            raise self._error(path, "is a group, not a dataset")
+            dataset = _open_object(self.path, self._file, path)
+            if dataset is None:
+                raise self._error(path, "no such dataset in this file")
+            if not isinstance(dataset, h5py.Dataset):
+                raise self._error(path, "is a group, not a dataset")
+            self._datasets[path] = dataset
         if self._live:
             try:
                 dataset.refresh()
