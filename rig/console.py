@@ -35,9 +35,16 @@ class StatusPrinter:
             for name, frames in status.frames.items()
         )
         phase = f" | {status.phase}" if status.phase else ""
+        # The writer's share, short: the fewest frames it holds of any camera.
+        recorded = (
+            f" | writer {min(status.recorded_frames.values())} frames, "
+            f"{status.recorded_samples} samples"
+            if status.recorded_frames
+            else ""
+        )
         line = (
             f"{status.state.value:8s} {status.elapsed_s:6.1f} s | frames: {cameras} | "
-            f"DAQ {status.daq_samples} samples, {status.pulses} pulses{phase}"
+            f"DAQ {status.daq_samples} samples, {status.pulses} pulses{recorded}{phase}"
         )
         if self.is_tty:
             self.stream.write("\r\033[K" + line)

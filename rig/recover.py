@@ -161,6 +161,7 @@ def read_trial_contents(path: Path) -> TrialContents:
             problem
             for problem in trial.verify()
             if not problem.startswith("the file was not closed cleanly")
+            and not _is_note(problem)
         ]
         pulses = trial.trigger_sample_index()
         cameras = tuple(
@@ -250,6 +251,13 @@ def _camera_contents(trial: TrialFile, camera: str, pulse_count: int) -> CameraC
         missing_trigger_indices=tuple(int(i) for i in missing),
         frames_beyond_committed_pulses=int((trigger_index >= pulse_count).sum()),
     )
+
+
+def _is_note(problem: str) -> bool:
+    """Findings of ``verify()`` that describe the recording, not damage: gaps in a camera's
+    frames (drops, reported per camera) and frames whose pulse came too late to be filled in
+    (the writer fills them in at finalize, which a crashed trial never reached)."""
+    return ": not contiguous:" in problem or "frames have -1 although their pulse" in problem
 
 
 def _flush_interval_s(trial: TrialFile) -> float:

@@ -112,6 +112,10 @@ class StatusSnapshot:
     phase: str = ""
     jumps: int = 0
     last_jump: dict[str, float | None] | None = None
+    # What the writer has taken in so far (frames per camera, DAQ samples): behind the cameras'
+    # and the DAQ's counts when it lags; a crash loses at most one flush interval of it.
+    recorded_frames: dict[str, int] = field(default_factory=dict)
+    recorded_samples: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,6 +129,8 @@ class StatusSnapshot:
             "phase": self.phase,
             "jumps": self.jumps,
             "last_jump": self.last_jump,
+            "recorded_frames": self.recorded_frames,
+            "recorded_samples": self.recorded_samples,
         }
 
 
@@ -727,6 +733,7 @@ class _TrialRun:
         }
         daq = self.workers["daq"].status if "daq" in self.workers else {}
         jumps = self.workers[JUMPS].status if JUMPS in self.workers else {}
+        writer = self.workers["writer"].status if "writer" in self.workers else {}
         status = StatusSnapshot(
             state=self.state,
             elapsed_s=time.monotonic() - (self.running_since_s or self.started_s),
@@ -738,6 +745,10 @@ class _TrialRun:
             phase=str(jumps.get("phase", "")),
             jumps=int(jumps.get("jumps", 0)),
             last_jump=jumps.get("last_jump"),
+            recorded_frames={
+                name: int(count) for name, count in dict(writer.get("frames", {})).items()
+            },
+            recorded_samples=int(writer.get("daq_samples", 0)),
         )
         if self.on_status is not None:
             self.on_status(status)

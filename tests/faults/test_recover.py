@@ -41,8 +41,11 @@ import os, signal, sys
 from pathlib import Path
 from trialfile_synthetic import SyntheticTrial, create_writer
 path, flushed, unflushed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with_streams = sys.argv[4] == "1"
 synthetic = SyntheticTrial(seed=7, block_count=flushed + unflushed)
-writer = create_writer(Path(path))
+writer = create_writer(Path(path)) if with_streams else create_writer(Path(path), streams=())
+if not with_streams:
+    synthetic.stream_rows = {}
 for block in range(flushed):
     synthetic.write_block(writer, block)
     writer.flush()
@@ -52,13 +55,23 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def crashed_trial_file(path: Path, flushed: int = 12, unflushed: int = 3) -> Path:
+def crashed_trial_file(
+    path: Path, flushed: int = 12, unflushed: int = 3, with_streams: bool = True
+) -> Path:
     environment = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(SYNTHETIC_DIR), str(PROJECT_ROOT)]),
     }
     child = subprocess.run(
-        [sys.executable, "-c", CRASHING_WRITER, str(path), str(flushed), str(unflushed)],
+        [
+            sys.executable,
+            "-c",
+            CRASHING_WRITER,
+            str(path),
+            str(flushed),
+            str(unflushed),
+            str(int(with_streams)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -188,6 +201,10 @@ def test_gaps_in_a_camera_are_listed_with_their_trigger_indices(tmp_path: Path) 
         shifted = np.setdiff1d(np.arange(rows + 3), [3, 4, 17])[:rows]
         f["cameras/cam_right/trigger_index"][:] = shifted
         f["cameras/cam_right/frame_id"][:] = shifted
+        pulses = synthetic.pulses
+        f["cameras/cam_right/daq_sample_index"][:] = np.where(
+            shifted < pulses.size, pulses[np.minimum(shifted, pulses.size - 1)], -1
+        )
     code, text, _ = recover(path, mark=False, as_json=True)
     assert code == 0
     report = json.loads(text)
@@ -208,3 +225,22 @@ def test_a_file_that_is_not_a_trial_fails_with_its_name(tmp_path: Path) -> None:
     assert code == 1
     assert str(path) in errors and "not an HDF5 file" in errors
     assert text == ""
+
+
+def test_verifying_a_crashed_file_leaves_its_pulses_readable(tmp_path: Path) -> None:
+    # Without pose streams the pulses are the last dataset in the file: the one HDF5 read wrongly
+    # after verify() when two handles of it were open and one was refreshed.
+    path = crashed_trial_file(tmp_path / "crashed.h5", flushed=30, unflushed=1, with_streams=False)
+    synthetic = SyntheticTrial(seed=7, block_count=31)
+    with open_trial(path) as trial:
+        assert trial.opened_in_swmr_mode
+        problems = trial.verify()
+        pulses = trial.trigger_sample_index()
+        assert problems == ["the file was not closed cleanly: trust the committed rows"]
+        np.testing.assert_array_equal(pulses, synthetic.pulses[: pulses.size])
+        assert pulses.size > 64  # more than one chunk
+        columns = trial.frame_table("cam_left")
+        np.testing.assert_array_equal(
+            columns["daq_sample_index"], synthetic.pulses[: columns["daq_sample_index"].size]
+        )
+    assert recover(path)[0] == 0
