@@ -30,6 +30,7 @@ sys.path[:0] = _shadowing
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -303,6 +304,21 @@ def record_with_preview(
     return row
 
 
+def with_camera_buffer(config: RigConfig, max_buffered_frames: int | None) -> RigConfig:
+    """The config with every camera's buffer set (None: as configured).
+
+    A camera buffers what the writer has not taken yet; a small buffer turns a recorder that
+    falls behind into dropped frames within a short trial, where a large one hides it.
+    """
+    if max_buffered_frames is None:
+        return config
+    cameras = tuple(
+        dataclasses.replace(camera, max_buffered_frames=max_buffered_frames)
+        for camera in config.cameras
+    )
+    return dataclasses.replace(config, cameras=cameras)
+
+
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
     machine = machine_info()  # before the load of the benchmark itself
     use_single_threaded_compute()
@@ -313,7 +329,10 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     height, width = arguments.size or ((120, 160) if quick else (480, 640))
     duration_s = arguments.duration_s or (2.0 if quick else 3.0)
     configs = [
-        rig_rate.trial_config(arguments.config, rate_hz, cameras, height, width)
+        with_camera_buffer(
+            rig_rate.trial_config(arguments.config, rate_hz, cameras, height, width),
+            arguments.max_buffered_frames,
+        )
         for rate_hz in rates_hz
     ]
     for config in configs:
@@ -376,6 +395,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             "size": size_label(height, width),
             "duration_s": duration_s,
             "late_limit_ms": arguments.late_limit_ms,
+            "max_buffered_frames": configs[0].cameras[0].max_buffered_frames,
             "browser": browser_path,
             "trials_kept_in": str(folder) if arguments.keep else None,
         },
@@ -521,6 +541,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "later than this after their pulses' schedule (p99)",
     )
     parser.add_argument(
+        "--max-buffered-frames",
+        type=int,
+        default=None,
+        help="each camera's buffer (default: the config's, as rig_rate.py); smaller makes a "
+        "recorder that falls behind drop frames within the trial",
+    )
+    parser.add_argument(
         "--port", type=int, default=0, help="the preview's HTTP port (default: any free one)"
     )
     parser.add_argument(
@@ -531,6 +558,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--cameras must be >= 1")
     if arguments.duration_s is not None and arguments.duration_s <= 0:
         parser.error("--duration-s must be positive")
+    if arguments.max_buffered_frames is not None and arguments.max_buffered_frames < 1:
+        parser.error("--max-buffered-frames must be >= 1")
     return arguments
 
 

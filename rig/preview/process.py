@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import multiprocessing
+import os
 import threading
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -35,6 +36,9 @@ STOP_TIMEOUT_S = 5.0
 # How often the process looks for its stop event and for its parent.
 WATCH_INTERVAL_S = 0.2
 HTTP_POLL_INTERVAL_S = 0.1
+# The preview runs below the recorder's priority: on a busy machine the recording keeps its
+# cores and the page updates less often, never the other way round.
+DEFAULT_NICENESS = 10
 
 
 class PreviewError(RuntimeError):
@@ -49,13 +53,20 @@ def run_preview(
     report: Connection,
     stop: Event,
     options: dict[str, Any] | None = None,
+    niceness: int = DEFAULT_NICENESS,
 ) -> None:
     """The preview process: bind the feed and the HTTP port, report ("ready", info) or
     ("error", reason) on ``report``, then serve until ``stop`` is set or the parent is gone.
 
-    ``options`` go to :class:`PreviewState` (``jpeg_quality``, ``max_frame_width_px``).
+    ``options`` go to :class:`PreviewState` (``jpeg_quality``, ``max_frame_width_px``);
+    ``niceness`` is added to the process's nice value.
     """
     log = setup_worker(ROLE)
+    if niceness:
+        try:
+            os.nice(niceness)
+        except OSError as error:  # not allowed here: run at the console's priority
+            log.warning("preview: cannot lower its priority: %s", error)
     context = zmq.Context()
     receiver: FeedReceiver | None = None
     try:
@@ -126,7 +137,8 @@ class PreviewServer:
     ``monitor_endpoint`` is bound by the preview (the rig's stages connect PUB sockets to it);
     ``tcp://127.0.0.1:*`` binds a free port, which :attr:`monitor_endpoint` then names. ``port``
     0 takes any free HTTP port. ``options`` go to the preview's state (``jpeg_quality``,
-    ``max_frame_width_px``).
+    ``max_frame_width_px``). The process runs ``niceness`` below the console's priority (0: the
+    same), so a busy machine serves the recording first.
     """
 
     def __init__(
@@ -138,6 +150,7 @@ class PreviewServer:
         *,
         start_timeout_s: float = START_TIMEOUT_S,
         options: dict[str, Any] | None = None,
+        niceness: int = DEFAULT_NICENESS,
     ) -> None:
         if not isinstance(config, RigConfig):
             raise TypeError(f"config must be a RigConfig, got {type(config).__name__}")
@@ -149,11 +162,14 @@ class PreviewServer:
             raise ValueError("host must not be empty")
         if not start_timeout_s > 0:
             raise ValueError(f"start_timeout_s must be > 0, got {start_timeout_s!r}")
+        if isinstance(niceness, bool) or not isinstance(niceness, int) or not 0 <= niceness <= 19:
+            raise ValueError(f"niceness must be an integer 0..19, got {niceness!r}")
         self.config = config
         self.host = host
         self.port = port
         self.start_timeout_s = start_timeout_s
         self.options = dict(options or {})
+        self.niceness = niceness
         self._requested_endpoint = monitor_endpoint
         self._context = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
@@ -196,7 +212,7 @@ class PreviewServer:
         process = self._context.Process(
             target=run_preview,
             args=(self.config, self._requested_endpoint, self.host, self.port, send, stop),
-            kwargs={"options": self.options},
+            kwargs={"options": self.options, "niceness": self.niceness},
             name=ROLE,
             daemon=True,
         )

@@ -1,10 +1,10 @@
 """The preview's picture of the rig: the newest of everything on the monitor feed, nothing queued.
 
 :class:`PreviewState` is fed :class:`~acquisition.transport.Message` objects by the receive
-thread and read by the HTTP threads; one lock guards it. It keeps the newest frame and 2D pose
-of each camera, the newest 3D pose and a short trajectory, the last seconds of the force and EMG
-channels (decimated), the jump phase, recent events and the last jump's numbers, and the
-supervisor's status. A new trial id in the status clears what belongs to a trial.
+thread and read by the HTTP threads; one lock guards it. It keeps the newest frame and the last
+2D poses of each camera, the newest 3D pose and a short trajectory, the last seconds of the
+force and EMG channels (decimated), the jump phase, recent events and the last jump's numbers,
+and the supervisor's status. A new trial id in the status clears what belongs to a trial.
 
 Frames are JPEG-encoded only when a browser asks for one, at most once per frame received.
 """
@@ -54,7 +54,7 @@ class FeedError(ValueError):
 
 @dataclass
 class CameraFeed:
-    """The newest frame and 2D pose of one camera.
+    """The newest frame and the last 2D poses of one camera.
 
     ``frame_seq`` counts the frames this preview received from the camera since it started (it
     never goes back, across trials), so the page can ask for a frame it has not drawn yet.
@@ -211,7 +211,11 @@ class PreviewState:
 
     def _on_pose2d(self, message: Message) -> None:
         stream = message.header.stream
-        camera = stream[len(POSE2D_STREAM_PREFIX) :] if stream.startswith("pose2d/") else stream
+        camera = (
+            stream[len(POSE2D_STREAM_PREFIX) :]
+            if stream.startswith(POSE2D_STREAM_PREFIX)
+            else stream
+        )
         pose = message.array()
         if pose.ndim != 2 or pose.shape[1] != 3:
             raise FeedError(f"a 2D pose must be (K, 3), got {pose.shape}")

@@ -55,6 +55,9 @@ function sleep(ms) {
 }
 
 function setConnected(up) {
+  if (up === connected) {
+    return; // touching the page when nothing changed makes the browser lay it out again
+  }
   connected = up;
   const element = document.getElementById("connection");
   element.textContent = up ? "live" : "no connection – retrying";
@@ -103,6 +106,7 @@ function buildPage() {
   }
   document.getElementById("trace-window").textContent = "last " + layout.trace_window_s + " s";
   sideViewKey = null;
+  tracesEventCount = -1;
 }
 
 function ensureTile(name, width, height) {
@@ -209,14 +213,17 @@ async function pollOnce() {
     if (state.version < counters.lastVersion) {
       return; // overtaken by a newer answer
     }
-    if (state.version !== counters.lastVersion) {
-      counters.lastVersion = state.version;
-      counters.newStates += 1;
-      window1s.newStates += 1;
+    if (state.version === counters.lastVersion) {
+      // Nothing new arrived (between trials): only the clocks move.
+      renderTrial(state);
+      return;
     }
-    mergeTraces(state.traces);
+    counters.lastVersion = state.version;
+    counters.newStates += 1;
+    window1s.newStates += 1;
+    const tracesChanged = mergeTraces(state.traces);
     lastState = state;
-    render(state);
+    render(state, tracesChanged);
     counters.renderMs += 0.1 * (performance.now() - fetched - counters.renderMs);
   } catch (error) {
     noteError(error);
@@ -228,7 +235,7 @@ async function pollOnce() {
   }
 }
 
-function render(state) {
+function render(state, tracesChanged) {
   renderTrial(state);
   renderPhase(state.jump.phase);
   for (const [name, camera] of Object.entries(state.cameras)) {
@@ -248,13 +255,18 @@ function render(state) {
     sideViewTrajectory = state.trajectory.length;
     drawSideView(state);
   }
-  drawTraces(state);
+  const eventCount = state.jump.events.length;
+  if (tracesChanged || eventCount !== tracesEventCount) {
+    tracesEventCount = eventCount;
+    drawTraces(state);
+  }
   renderJump(state.jump);
   renderFeed(state.feed);
 }
 
 let sideViewKey = null;
 let sideViewTrajectory = -1;
+let tracesEventCount = -1;
 
 async function fetchFrame(tile) {
   tile.loading = true;
@@ -651,7 +663,10 @@ function resetTraceRing(traces) {
   traceRing.high = traces.channels.map(() => new Float64Array(traces.n_bins).fill(NaN));
 }
 
+// Returns whether the window changed (new bins, or a new window).
 function mergeTraces(traces) {
+  const lastBefore = traceRing.lastBin;
+  const generationBefore = traceRing.generation;
   const stale =
     traces.generation !== traceRing.generation ||
     traces.n_bins !== traceRing.nBins ||
@@ -682,6 +697,8 @@ function mergeTraces(traces) {
     }
   });
   traceRing.lastBin = Math.max(traceRing.lastBin, traces.last_bin);
+  const sent = traces.channels.length ? traces.channels[0].low.length : 0;
+  return sent > 0 || traceRing.lastBin !== lastBefore || traceRing.generation !== generationBefore;
 }
 
 function drawTraces(state) {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -172,6 +173,9 @@ def test_lifecycle(rig_config: RigConfig) -> None:
     try:
         assert preview.is_running
         assert isinstance(preview.pid, int)
+        # Below the console's priority: a busy machine serves the recording first.
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + preview.niceness)
+        assert os.getpriority(os.PRIO_PROCESS, preview.pid) == expected
         assert preview.url.startswith("http://127.0.0.1:")
         # The wildcard port is resolved, so the rig's stages can connect.
         assert preview.monitor_endpoint.startswith("tcp://127.0.0.1:")
@@ -193,6 +197,7 @@ def test_lifecycle(rig_config: RigConfig) -> None:
         ({"port": 70000}, "port"),
         ({"port": -1}, "port"),
         ({"host": ""}, "host"),
+        ({"niceness": 20}, "niceness"),
     ],
 )
 def test_bad_arguments_are_refused(
