@@ -67,6 +67,7 @@ class ReplayDaq(Daq):
         self._camera_trigger_index: dict[str, np.ndarray] = {}
         self._camera_frames: dict[str, int] = {}
         self._camera_progress_s: dict[str, float] = {}
+        self._lagging_since_s: dict[str, float] = {}
         self._writer_backlog = False
         self._start_ns: int | None = None
         self._next_sample = 0
@@ -180,26 +181,31 @@ class ReplayDaq(Daq):
         if pulses_before_stop == int(np.searchsorted(self._pulse_sample_index, first)):
             return True  # no pulse in this block: nothing for a camera to fall behind on
         now_s = time.monotonic()
+        lagging = []
         for camera, trigger_index in self._camera_trigger_index.items():
             delivered = self._camera_frames[camera]
             if delivered >= trigger_index.size:
                 continue
             # The camera has taken every pulse before the one its next recorded frame needs.
             waiting_for = int(trigger_index[delivered])
-            if pulses_before_stop - waiting_for <= PULSE_WINDOW:
-                continue
-            stalled_s = now_s - self._camera_progress_s.get(camera, now_s)
+            if pulses_before_stop - waiting_for > PULSE_WINDOW:
+                lagging.append(camera)
+        for camera in set(self._lagging_since_s) - set(lagging):
+            del self._lagging_since_s[camera]
+        for camera in list(lagging):
+            # Stalled: lagging, and no progress since it began to lag (or since its last frame).
+            since_s = self._lagging_since_s.setdefault(camera, now_s)
+            stalled_s = now_s - max(since_s, self._camera_progress_s.get(camera, since_s))
             if stalled_s > CAMERA_STALL_S:
                 log.warning(
                     "replay camera %s made no progress for %.0f s; not waiting for it",
                     camera,
                     stalled_s,
                 )
-                self._camera_trigger_index[camera] = trigger_index[:delivered]
-                continue
-            self._camera_progress_s.setdefault(camera, now_s)
-            return False
-        return True
+                delivered = self._camera_frames[camera]
+                self._camera_trigger_index[camera] = self._camera_trigger_index[camera][:delivered]
+                lagging.remove(camera)
+        return not lagging
 
     def _take_credit_messages(self, timeout_s: float) -> None:
         """Apply every credit message waiting (after up to ``timeout_s`` for the first)."""

@@ -49,6 +49,7 @@ from rig.trialfile.reader import open_trial
 
 DEFAULT_OUTPUT_FOLDER = "replays"
 MAX_SPEED = ReplaySpeed(math.inf)
+TWIN_TRUTH_GROUP = "/sim"
 # The share of the supervisor's DAQ drain timeout a replay plans to use.
 DRAIN_BUDGET_S = DONE_TIMEOUT_S - 10.0
 
@@ -272,10 +273,17 @@ def frame_host_span_s(path: Path) -> float | None:
 
 
 def _finish_output(path: Path, recorded: RecordedTrial, sha256: str) -> None:
-    """After the trial: the source's hash, and no twin truth where the source had none (the
-    writer computes /sim for every trial on the simulated DAQ, which a replay of a real rig's
-    trial runs on)."""
+    """After the trial: the source's hash, and the source's twin truth.
+
+    The writer computes ``/sim`` for every trial on the simulated DAQ from the trial's config, but
+    the truth of a replay is the truth of the recording (with the drops the recording's fault
+    knobs made, which the replay's config no longer has): copied from the source, or removed
+    where the source has none (a real rig's trial).
+    """
     with h5py.File(path, "r+") as output:
         output.attrs["replay_of_sha256"] = sha256
-        if not recorded.has_twin_truth and "sim" in output:
-            del output["sim"]
+        if TWIN_TRUTH_GROUP in output:
+            del output[TWIN_TRUTH_GROUP]
+        if recorded.has_twin_truth:
+            with open_trial(recorded.path) as source:
+                source.copy_object(TWIN_TRUTH_GROUP, output, TWIN_TRUTH_GROUP)

@@ -91,7 +91,7 @@ def check_recording(path: Path | str, timeout_s: float = OPEN_TIMEOUT_S) -> Reco
             pulses=pulses,
             pulse_span_samples=int(pulse_sample_index[-1] - pulse_sample_index[0]) if pulses else 0,
             cameras=cameras,
-            has_twin_truth="/sim/truth/points" in trial.dataset_paths(),
+            has_twin_truth=any(path.startswith("/sim/") for path in trial.dataset_paths()),
         )
 
 

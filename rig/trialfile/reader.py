@@ -188,6 +188,18 @@ class TrialFile:
             raise self._error(path, f"frame row {row} cannot be read: {error}") from error
         return int(filter_mask), bytes(chunk)
 
+    def copy_object(self, path: str, destination: h5py.Group, name: str) -> None:
+        """Copy the group or dataset ``path``, attributes and all, to ``destination[name]`` (an
+        open group of another file)."""
+        path = _absolute(path)
+        source = _open_object(self.path, self._file, path)
+        if source is None:
+            raise self._error(path, "no such group or dataset in this file")
+        try:
+            self._file.copy(source, destination, name)
+        except _HDF5_ERRORS as error:
+            raise self._error(path, f"cannot be copied: {error}") from error
+
     def dataset_paths(self) -> list[str]:
         """Absolute paths of every dataset in the file, in HDF5's (alphabetical) order."""
         return [path for path, _ in _iter_datasets(self._file)]
