@@ -283,6 +283,8 @@ class _LiveDetection:
         self.status["phase"] = self.detector.phase
         self.status["jumps"] = sum(event.name == "jump" for event in self.events)
         self.status["last_jump"] = json_values(self.detector.last_jump)
+        if events:  # the console shows a jump at once, not at the next heartbeat
+            self.control.heartbeat(**self.status)
         if self.monitor is None or not (events or force):
             return
         header = Header(

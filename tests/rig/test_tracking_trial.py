@@ -3,42 +3,91 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import cv2
 import h5py
 import numpy as np
 import pytest
 
+from tests.rig.preview.chromium import HeadlessPage, wait_for_report
 from tests.rig.trial_configs import rig, tracked_config_with
 from tracking.jump_detection import detect_jumps, events_from_table, events_table
 from tracking.jump_process import jump_channels, live_settings
 
 CAMERAS = ("cam_left", "cam_right", "cam_front", "cam_top")
+PREVIEW_WINDOW = (1400, 1000)
+
+
+@dataclass
+class TrackedTrial:
+    path: Path
+    stdout: str
+    # What the live preview showed in a headless Chromium while the trial ran.
+    preview_report: dict[str, Any] | None
+    preview_error: str
+    screenshot: Path | None
+
+
+def watch_preview(url: str, folder: Path) -> tuple[dict[str, Any] | None, str, Path | None]:
+    """Open the preview in Chromium and wait until it has drawn every camera with its skeleton
+    and the detected jump; returns the page's report, an error (or ""), a screenshot."""
+
+    def complete(report: dict[str, Any]) -> bool:
+        return (
+            all(report["frames_drawn"].get(name, 0) >= 5 for name in CAMERAS)
+            and all(report["skeletons_drawn"].get(name, 0) >= 1 for name in CAMERAS)
+            and bool(report["jump_shown"])
+        )
+
+    try:
+        with HeadlessPage(url, folder / "browser", PREVIEW_WINDOW) as page:
+            report = wait_for_report(url, complete, timeout_s=300, page=page)
+            shot = page.screenshot(folder / "preview.png")
+        return report, "", shot
+    except Exception as error:  # reported by the preview test, not by every test here
+        return None, f"{type(error).__name__}: {error}", None
 
 
 @pytest.fixture(scope="module")
-def tracked_trial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def tracked_trial(tmp_path_factory: pytest.TempPathFactory) -> TrackedTrial:
+    """The default rig, as `rig run --preview` uses it (tracking on), watched in a browser."""
     folder = tmp_path_factory.mktemp("tracked")
-    # The default rig, as `rig run` uses it (tracking on).
     config = tracked_config_with(folder, "")
-    result = rig(
-        "run",
-        "--config",
-        str(config),
-        "--duration-s",
-        "2.6",
-        "--output",
-        str(folder),
-        timeout_s=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    command = [sys.executable, "-m", "rig.cli", "run", "--config", str(config)]
+    command += ["--duration-s", "2.6", "--output", str(folder), "--preview", "--preview-port", "0"]
+    with (
+        (folder / "stderr.txt").open("w") as stderr,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True) as process,
+    ):
+        assert process.stdout is not None
+        lines: list[str] = []
+        url = ""
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("live preview: "):
+                url = line.split(": ", 1)[1].strip()
+                break
+        # Keep reading the console while the browser watches, so the rig never blocks on it.
+        reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+        reader.start()
+        report, error, shot = watch_preview(url, folder) if url else (None, "no URL", None)
+        returncode = process.wait(timeout=600)
+        reader.join(timeout=10)
+    stdout = "".join(lines)
+    assert returncode == 0, stdout[-3000:] + (folder / "stderr.txt").read_text()[-3000:]
     (path,) = folder.glob("*.h5")
-    return path, result.stdout
+    return TrackedTrial(path, stdout, report, error, shot)
 
 
 @pytest.mark.timeout(600)
-def test_poses_are_complete_and_live_frames_recorded(tracked_trial: tuple[Path, str]) -> None:
-    path, _ = tracked_trial
+def test_poses_are_complete_and_live_frames_recorded(tracked_trial: TrackedTrial) -> None:
+    path = tracked_trial.path
     with h5py.File(path, "r") as f:
         pulses = f["daq/trigger_sample_index"].shape[0]
         for camera in CAMERAS:
@@ -54,8 +103,8 @@ def test_poses_are_complete_and_live_frames_recorded(tracked_trial: tuple[Path, 
 
 
 @pytest.mark.timeout(600)
-def test_3d_error_against_truth(tracked_trial: tuple[Path, str]) -> None:
-    path, _ = tracked_trial
+def test_3d_error_against_truth(tracked_trial: TrackedTrial) -> None:
+    path = tracked_trial.path
     with h5py.File(path, "r") as f:
         points = f["pose3d/points"][:]
         used = f["pose3d/cameras_used"][:].sum(axis=-1)
@@ -66,8 +115,8 @@ def test_3d_error_against_truth(tracked_trial: tuple[Path, str]) -> None:
 
 
 @pytest.mark.timeout(600)
-def test_jump_events_match_the_twin(tracked_trial: tuple[Path, str]) -> None:
-    path, _ = tracked_trial
+def test_jump_events_match_the_twin(tracked_trial: TrackedTrial) -> None:
+    path = tracked_trial.path
     with h5py.File(path, "r") as f:
         events = events_from_table(f["events"][:])
         truth = dict(f["sim/truth"].attrs)
@@ -78,8 +127,8 @@ def test_jump_events_match_the_twin(tracked_trial: tuple[Path, str]) -> None:
 
 
 @pytest.mark.timeout(600)
-def test_inspect_reports_the_tracking(tracked_trial: tuple[Path, str]) -> None:
-    path, stdout = tracked_trial
+def test_inspect_reports_the_tracking(tracked_trial: TrackedTrial) -> None:
+    path, stdout = tracked_trial.path, tracked_trial.stdout
     assert "3D error against the twin's truth" in stdout
     result = rig("inspect", str(path), "--json")
     assert result.returncode == 0, result.stderr
@@ -90,9 +139,9 @@ def test_inspect_reports_the_tracking(tracked_trial: tuple[Path, str]) -> None:
 
 @pytest.mark.timeout(600)
 def test_live_events_match_the_twin_and_are_reproduced_offline(
-    tracked_trial: tuple[Path, str],
+    tracked_trial: TrackedTrial,
 ) -> None:
-    path, stdout = tracked_trial
+    path, stdout = tracked_trial.path, tracked_trial.stdout
     with h5py.File(path, "r") as f:
         live_table = f["tracking_live/events"][:]
         assert f["tracking_live/events"].attrs["live_problem"] == ""
@@ -127,3 +176,19 @@ def test_live_events_match_the_twin_and_are_reproduced_offline(
     print(f"live 3D poses the detector took in time: {used.size} of {live_index.size}")
     # The console showed the jump as it happened.
     assert "JUMP 1: take-off at" in stdout
+
+
+@pytest.mark.timeout(600)
+def test_the_preview_showed_the_cameras_skeletons_and_the_jump(
+    tracked_trial: TrackedTrial,
+) -> None:
+    assert tracked_trial.preview_report is not None, tracked_trial.preview_error
+    report = tracked_trial.preview_report
+    print(
+        f"preview: {report.get('updates_per_s')} updates/s; frames drawn "
+        f"{report['frames_drawn']}; jump shown {report['jump_shown']}"
+    )
+    assert tracked_trial.screenshot is not None
+    image = cv2.imread(str(tracked_trial.screenshot))
+    assert image is not None and image.shape == (PREVIEW_WINDOW[1], PREVIEW_WINDOW[0], 3)
+    assert float(image.std()) > 10.0  # camera views and panels, not a blank page
