@@ -477,7 +477,8 @@ function formatValue(key, value) {
     return value.toFixed(1) + " mm";
   }
   if (key.endsWith("_s")) {
-    return (value * 1000).toFixed(1) + " ms";
+    // Durations and onsets read best in ms; times in the trial (take-off at 1.930 s) in s.
+    return Math.abs(value) < 1 ? (value * 1000).toFixed(1) + " ms" : value.toFixed(3) + " s";
   }
   if (key.endsWith("_n")) {
     return value.toFixed(3) + " N";
