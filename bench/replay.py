@@ -146,6 +146,7 @@ def _row(result: ReplayResult, inference: bool) -> dict[str, Any]:
         "frames_per_s": result.frames_per_s,
         "pace": result.pace,
         "peak_backlog_frames": result.peak_backlog_frames,
+        "peak_in_flight_frames": result.peak_in_flight_frames,
         "backlog_pauses": result.backlog_pauses,
         "wall_s": result.wall_s,
         # Process start-up and shutdown: what a replay costs on top of its frames.
@@ -245,6 +246,7 @@ def print_results(results: dict[str, Any]) -> None:
             Column("replay_span_s", "replay s", ".2f"),
             Column("frames_per_s", "frames/s", ".0f"),
             Column("pace", "x real time", ".2f"),
+            Column("peak_in_flight_frames", "peak in flight"),
             Column("peak_backlog_frames", "peak backlog"),
             Column("backlog_pauses", "pauses"),
             Column("overhead_s", "start+stop s", ".1f"),

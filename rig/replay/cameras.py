@@ -28,8 +28,8 @@ from acquisition.transport import (
     make_socket,
     recv_message,
 )
+from rig.replay import OPEN_TIMEOUT_S
 from rig.replay.pacing import CreditSender, camera_progress_message
-from rig.replay.source import OPEN_TIMEOUT_S
 from rig.trialfile import layout
 from rig.trialfile.reader import TrialFile, open_trial
 

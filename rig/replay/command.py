@@ -10,14 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rig.replay.compare import compare_trials, print_comparison
-from rig.replay.config import ReplayConfigError
-from rig.replay.pacing import ReplaySpeed, SpeedError
-from rig.replay.run import DEFAULT_OUTPUT_FOLDER, ReplayResult, replay_trial
-from rig.replay.source import OPEN_TIMEOUT_S
-from rig.trialfile.reader import TrialFileError
+from rig.replay import DEFAULT_OUTPUT_FOLDER, OPEN_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from rig.replay.pacing import ReplaySpeed
+    from rig.replay.run import ReplayResult
+
+# The modules that do the work (HDF5, the supervisor) are imported when a replay runs, so that
+# building the `rig` command's parser stays quick.
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the replay did not complete, or the comparison found differences
@@ -69,6 +71,10 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
 
 def replay_main(args: argparse.Namespace) -> int:
     """Run ``rig replay`` with parsed arguments; returns the exit code."""
+    from rig.replay.config import ReplayConfigError
+    from rig.replay.pacing import ReplaySpeed, SpeedError
+    from rig.trialfile.reader import TrialFileError
+
     out = sys.stdout
     try:
         speed = ReplaySpeed.parse(args.speed)
@@ -87,6 +93,10 @@ def replay_main(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"rig replay: cannot replay {args.file}: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        # Outside a trial (checking the file, comparing); a trial ends itself in order.
+        print("rig replay: interrupted", file=sys.stderr)
+        return EXIT_FAILED
     if not result.trial.completed:
         return EXIT_FAILED
     if args.compare is not None:
@@ -100,6 +110,7 @@ def replay_main(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace, speed: ReplaySpeed, out: TextIO) -> ReplayResult:
     from rig.console import StatusPrinter, print_trial_summary
+    from rig.replay.run import replay_trial
 
     printer = StatusPrinter(out)
     print(f"replaying {args.file} at {speed.label} speed ...", file=out, flush=True)
@@ -135,8 +146,9 @@ def print_replay_summary(result: ReplayResult, out: TextIO) -> None:
             "recorded pace\n"
         )
     out.write(
-        f"  {result.wall_s:.1f} s in all; peak writer backlog {result.peak_backlog_frames} frames"
-        f" ({result.backlog_pauses} pauses), {result.frames_dropped} frames dropped by the replay\n"
+        f"  {result.wall_s:.1f} s in all; at most {result.peak_in_flight_frames} frames of a "
+        f"camera on their way to the writer, {result.peak_backlog_frames} buffered "
+        f"({result.backlog_pauses} pauses); {result.frames_dropped} frames dropped by the replay\n"
     )
     config = result.config.tracking
     if config.enabled:
@@ -152,6 +164,8 @@ def print_replay_summary(result: ReplayResult, out: TextIO) -> None:
 
 
 def _compare(original: Path, replay: Path, timeout_s: float, out: TextIO) -> int:
+    from rig.replay.compare import compare_trials, print_comparison
+
     comparison = compare_trials(original, replay, timeout_s)
     print_comparison(comparison, out)
     return EXIT_OK if comparison.identical else EXIT_FAILED

@@ -25,7 +25,7 @@ from typing import TextIO
 
 import numpy as np
 
-from rig.replay.source import OPEN_TIMEOUT_S
+from rig.replay import OPEN_TIMEOUT_S
 from rig.trialfile import layout
 from rig.trialfile.reader import TrialFile, TrialFileError, open_trial
 

@@ -24,8 +24,8 @@ import zmq
 
 from acquisition.daq.interface import Daq, DaqBlock
 from acquisition.settings import DaqConfig, SimConfig, TriggerConfig
+from rig.replay import OPEN_TIMEOUT_S
 from rig.replay.pacing import CAMERA_STALL_S, PULSE_WINDOW, decode_credit_message
-from rig.replay.source import OPEN_TIMEOUT_S
 from rig.trialfile import layout
 from rig.trialfile.reader import TrialFile, open_trial
 

@@ -25,9 +25,14 @@ import zmq
 # enough that a camera never waits for a credit message: measured (docs/replay.md), 100 pulses
 # left no camera waiting at 10x real time.
 PULSE_WINDOW = 100
-# The replay stops emitting while any camera process buffers more than this many frames for the
-# writer, and resumes below RESUME_BACKLOG_FRAMES. The camera processes' buffers are made large
-# enough (REPLAY_MIN_BUFFERED_FRAMES) to absorb what arrives while the status travels.
+# The replay stops emitting while the writer is behind: any camera has more than
+# PAUSE_IN_FLIGHT_FRAMES frames made but not yet taken in by the writer (on the way or buffered),
+# or any camera process buffers more than PAUSE_BACKLOG_FRAMES (its queue to the writer is full);
+# it resumes below the RESUME_ counts. Both come from the supervisor's status (heartbeats every
+# 0.2 s, each count may be that old), and the camera processes' buffers are made large enough
+# (REPLAY_MIN_BUFFERED_FRAMES) to absorb what arrives while the status travels.
+PAUSE_IN_FLIGHT_FRAMES = 1000
+RESUME_IN_FLIGHT_FRAMES = 300
 PAUSE_BACKLOG_FRAMES = 100
 RESUME_BACKLOG_FRAMES = 20
 # Camera processes buffer at least this many frames in a replay: PAUSE_BACKLOG_FRAMES, plus the

@@ -32,22 +32,24 @@ import zmq
 
 from rig.complete_tracking import CompletionSummary, complete_tracking
 from rig.config import RigConfig
+from rig.replay import DEFAULT_OUTPUT_FOLDER, OPEN_TIMEOUT_S
 from rig.replay.cameras import ReplayCameraFactory
 from rig.replay.config import replay_config
 from rig.replay.daq import ReplayDaqFactory
 from rig.replay.pacing import (
     PAUSE_BACKLOG_FRAMES,
+    PAUSE_IN_FLIGHT_FRAMES,
     RESUME_BACKLOG_FRAMES,
+    RESUME_IN_FLIGHT_FRAMES,
     CreditSender,
     ReplaySpeed,
     backlog_message,
 )
-from rig.replay.source import OPEN_TIMEOUT_S, RecordedTrial, check_recording, file_sha256
+from rig.replay.source import RecordedTrial, check_recording, file_sha256
 from rig.supervisor import DONE_TIMEOUT_S, StatusSnapshot, Supervisor, TrialResult, TrialState
 from rig.trialfile import layout
 from rig.trialfile.reader import open_trial
 
-DEFAULT_OUTPUT_FOLDER = "replays"
 MAX_SPEED = ReplaySpeed(math.inf)
 TWIN_TRUTH_GROUP = "/sim"
 # The share of the supervisor's DAQ drain timeout a replay plans to use.
@@ -56,10 +58,11 @@ DRAIN_BUDGET_S = DONE_TIMEOUT_S - 10.0
 
 @dataclass
 class BacklogGovernor:
-    """``on_status`` of a replay: pauses the replay DAQ while any camera process holds a backlog
-    of frames the writer has not taken, so the lossless path never fills up and drops.
+    """``on_status`` of a replay: pauses the replay DAQ while the writer is behind (frames made
+    by a camera but not taken in by the writer, or a camera process holding a backlog), so the
+    lossless path never fills up and drops.
 
-    Also notes when the replay has delivered everything (for the replay's rate).
+    Also notes when the replay has delivered everything.
     """
 
     sender: CreditSender | None
@@ -68,18 +71,31 @@ class BacklogGovernor:
     paused: bool = False
     pauses: int = 0
     peak_backlog_frames: int = 0
+    peak_in_flight_frames: int = 0
     started_s: float = field(default_factory=time.monotonic)
     delivered_after_s: float | None = None
 
     def __call__(self, status: StatusSnapshot) -> None:
         backlog = max(status.buffered.values(), default=0)
+        # Without the writer's counts yet (no heartbeat), nothing is known to be in flight.
+        in_flight = max(
+            (
+                made - status.recorded_frames[camera]
+                for camera, made in status.frames.items()
+                if camera in status.recorded_frames
+            ),
+            default=0,
+        )
         self.peak_backlog_frames = max(self.peak_backlog_frames, backlog)
+        self.peak_in_flight_frames = max(self.peak_in_flight_frames, in_flight)
+        behind = backlog > PAUSE_BACKLOG_FRAMES or in_flight > PAUSE_IN_FLIGHT_FRAMES
+        caught_up = backlog < RESUME_BACKLOG_FRAMES and in_flight < RESUME_IN_FLIGHT_FRAMES
         if self.sender is not None:
-            if not self.paused and backlog > PAUSE_BACKLOG_FRAMES:
+            if not self.paused and behind:
                 self.paused = True
                 self.pauses += 1
                 self.sender.send(backlog_message(True))
-            elif self.paused and backlog < RESUME_BACKLOG_FRAMES:
+            elif self.paused and caught_up:
                 self.paused = False
                 self.sender.send(backlog_message(False))
             else:
@@ -95,7 +111,8 @@ class BacklogGovernor:
 
     def _all_delivered(self, status: StatusSnapshot) -> bool:
         frames_done = all(
-            status.frames.get(camera.name, 0) >= camera.frames for camera in self.recorded.cameras
+            status.recorded_frames.get(camera.name, 0) >= camera.frames
+            for camera in self.recorded.cameras
         )
         # Pulses, not samples: the DAQ's last heartbeat may come before its last block.
         return frames_done and status.pulses >= self.recorded.pulses
@@ -111,7 +128,8 @@ class ReplayResult:
     delivered_after_s: float | None  # supervisor start to every frame and sample delivered
     # Host seconds from the first replayed frame to the last (None: fewer than two frames).
     frame_span_s: float | None
-    peak_backlog_frames: int
+    peak_backlog_frames: int  # most frames a camera process buffered for the writer
+    peak_in_flight_frames: int  # most frames of a camera made but not yet taken in by the writer
     backlog_pauses: int
     completion: CompletionSummary | None
     completion_s: float
@@ -229,6 +247,7 @@ def replay_trial(
         delivered_after_s=governor.delivered_after_s,
         frame_span_s=frame_span_s,
         peak_backlog_frames=governor.peak_backlog_frames,
+        peak_in_flight_frames=governor.peak_in_flight_frames,
         backlog_pauses=governor.pauses,
         completion=completion,
         completion_s=time.monotonic() - completion_started_s if completion else 0.0,

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from acquisition.daq.interface import rising_edges
+from rig.replay import OPEN_TIMEOUT_S
 from rig.trialfile import layout
 from rig.trialfile.reader import TrialFile, TrialFileError, open_trial
 
 CONFIG_ATTRIBUTE = f"/ (attribute {layout.ATTR_CONFIG})"
-OPEN_TIMEOUT_S = 10.0
 _HASH_BLOCK_BYTES = 4 * 1024 * 1024
 
 

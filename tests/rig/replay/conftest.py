@@ -66,7 +66,8 @@ def tracked_replay(tracked_recording: Path, tmp_path_factory: pytest.TempPathFac
     started = time.monotonic()
     result = run_command(
         "-m",
-        "rig.replay",
+        "rig.cli",
+        "replay",
         str(tracked_recording),
         "--speed",
         "max",

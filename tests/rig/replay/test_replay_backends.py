@@ -1,6 +1,7 @@
 """The replay devices in this process, without the rig around them: the DAQ gives back the
 recorded samples block by block and waits for credit; the camera answers pulses with the
-recorded frames and skips the pulses the recording has no frame for."""
+recorded frames and skips the pulses the recording has no frame for; the governor pauses the DAQ
+while the writer is behind."""
 
 from __future__ import annotations
 
@@ -21,8 +22,18 @@ from rig.config import RigConfig
 from rig.replay.cameras import ReplayCamera
 from rig.replay.config import ReplayConfigError, replay_config
 from rig.replay.daq import ReplayDaq
-from rig.replay.pacing import PULSE_WINDOW, REPLAY_MIN_BUFFERED_FRAMES, backlog_message
+from rig.replay.pacing import (
+    PAUSE_BACKLOG_FRAMES,
+    PAUSE_IN_FLIGHT_FRAMES,
+    PULSE_WINDOW,
+    REPLAY_MIN_BUFFERED_FRAMES,
+    CreditSender,
+    backlog_message,
+    decode_credit_message,
+)
+from rig.replay.run import BacklogGovernor
 from rig.replay.source import RecordedTrial, check_recording
+from rig.supervisor import StatusSnapshot, TrialState
 from rig.trialfile.reader import open_trial
 
 pytestmark = pytest.mark.timeout(60)
@@ -231,3 +242,54 @@ def test_replay_daq_refuses_other_channels(small_recording: Path) -> None:
     config = DaqConfig(channels=(DaqChannelConfig(name="emg", kind="emg"),))
     with pytest.raises(ValueError, match="recorded channels"):
         ReplayDaq(small_recording, config).open()
+
+
+def status(frames: int, recorded: int, buffered: int = 0) -> StatusSnapshot:
+    names = ("cam_left", "cam_right")
+    return StatusSnapshot(
+        state=TrialState.STOPPING,
+        elapsed_s=1.0,
+        frames=dict.fromkeys(names, frames),
+        dropped=dict.fromkeys(names, 0),
+        buffered={"cam_left": 0, "cam_right": buffered},
+        daq_samples=0,
+        pulses=frames,
+        recorded_frames=dict.fromkeys(names, recorded),
+    )
+
+
+def test_backlog_governor_pauses_while_the_writer_is_behind(recorded: RecordedTrial) -> None:
+    context = zmq.Context()
+    receiver = context.socket(zmq.PULL)
+    receiver.bind("inproc://governor")
+    shown: list[StatusSnapshot] = []
+    sender = CreditSender(context, "inproc://governor")
+    governor = BacklogGovernor(sender, recorded, shown.append)
+
+    def sent() -> list[bool]:
+        messages = []
+        while receiver.poll(50):
+            messages.append(decode_credit_message(receiver.recv())["writer_backlog"])
+        return messages
+
+    try:
+        governor(status(frames=100, recorded=90))
+        assert sent() == []
+        governor(status(frames=100 + PAUSE_IN_FLIGHT_FRAMES + 1, recorded=100))
+        assert sent() == [True]
+        governor(status(frames=2000, recorded=1500))  # still behind: nothing new
+        assert sent() == []
+        governor(status(frames=2000, recorded=1990))
+        assert sent() == [False]
+        governor(status(frames=2000, recorded=1990, buffered=PAUSE_BACKLOG_FRAMES + 1))
+        assert sent() == [True]
+        assert governor.pauses == 2
+        assert governor.peak_in_flight_frames == PAUSE_IN_FLIGHT_FRAMES + 1
+        assert governor.peak_backlog_frames == PAUSE_BACKLOG_FRAMES + 1
+        # Until everything is delivered the console is told the replay runs.
+        assert shown[0].state is TrialState.RUNNING
+        assert governor.delivered_after_s is None
+    finally:
+        sender.close()
+        receiver.close(linger=0)
+        context.term()
