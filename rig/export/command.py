@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
 
 from rig.export.dlc_tables import export_dlc
 from rig.export.nwb_file import default_nwb_path, export_nwb
@@ -83,8 +82,8 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
     dlc.set_defaults(handler=run_export_dlc)
 
 
-def run_export_nwb(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+def run_export_nwb(args: argparse.Namespace) -> int:
+    """`rig export nwb`: what was written and what to know on stdout, failures on stderr."""
     try:
         metadata = SessionMetadata(
             experimenters=tuple(args.experimenter),
@@ -110,28 +109,27 @@ def run_export_nwb(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except (ExportError, OSError) as error:
         print(f"rig export nwb: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"wrote {result.nwb_path}", file=out)
+    print(f"wrote {result.nwb_path}")
     for path in result.video_paths:
-        print(f"wrote {path}", file=out)
+        print(f"wrote {path}")
     frames = ", ".join(f"{name} {count}" for name, count in result.frames_exported.items())
     print(
         f"  frames: {frames}; 3D poses: {result.pose3d_rows}; events: {result.event_count}",
-        file=out,
     )
     for note in result.notes:
-        print(f"  note: {note}", file=out)
+        print(f"  note: {note}")
     return EXIT_OK
 
 
-def run_export_dlc(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+def run_export_dlc(args: argparse.Namespace) -> int:
+    """`rig export dlc`: the tables written on stdout, failures on stderr."""
     try:
         exports = export_dlc(args.file, args.output, scorer=args.scorer, overwrite=args.overwrite)
     except (ExportError, OSError, ValueError) as error:
         print(f"rig export dlc: {error}", file=sys.stderr)
         return EXIT_FAILED
     for export in exports:
-        print(f"wrote {export.h5_path} and .csv ({export.frames} frames)", file=out)
+        print(f"wrote {export.h5_path} and .csv ({export.frames} frames)")
     return EXIT_OK
 
 

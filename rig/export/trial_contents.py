@@ -208,10 +208,12 @@ def _read_contents(trial: TrialFile) -> TrialContents:
 
 
 def _read_attributes(trial: TrialFile) -> _Attributes:
-    """The reader holds the file open; HDF5 opens it a second time only with the same SWMR and
-    locking flags, so both lockings are tried."""
+    """The reader holds the file open, and so may the user (a notebook's h5py handle): HDF5
+    opens a file a second time in one process only with the locking flags of the first open,
+    so each of h5py's locking choices is tried (None: HDF5's default)."""
     failures: list[Exception] = []
-    for locking in (False, True):
+    lockings: tuple[bool | str | None, ...] = (False, None, True, "best-effort")
+    for locking in lockings:
         try:
             with h5py.File(
                 trial.path, "r", swmr=trial.opened_in_swmr_mode, locking=locking
