@@ -91,10 +91,12 @@ def run_camera(
     abort: Event,
     publish_live: bool = False,
     camera_factory: CameraFactory = make_camera,
+    live_every_n_frames: int = 1,
 ) -> None:
     """Run one camera for one trial, driven by the supervisor's commands.
 
-    With ``publish_live`` it also publishes every frame, raw, on its live endpoint for tracking;
+    With ``publish_live`` it also publishes every ``live_every_n_frames``-th frame (by trigger
+    index, the frames tracking infers), raw, on its live endpoint for tracking;
     with ``endpoints.monitor`` it offers about MONITOR_FRAME_HZ frames a second to the preview.
     Both sockets keep only the newest frames and never slow the camera.
     """
@@ -113,6 +115,7 @@ def run_camera(
             control,
             publish_live,
             camera_factory,
+            live_every_n_frames,
         )
     except Exception as error:
         log.exception("camera failed")
@@ -134,6 +137,7 @@ def _run(
     control: WorkerControl,
     publish_live: bool,
     camera_factory: CameraFactory,
+    live_every_n_frames: int,
 ) -> None:
     camera = camera_factory(config, sim, all_camera_names, context, endpoints)
     record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
@@ -187,7 +191,7 @@ def _run(
                     backlog.append((header, encode_frame_chunk(frame.image)))
                     seq += 1
                 status["last_frame_id"] = frame.frame_id
-                if live is not None:
+                if live is not None and frame.frame_id % live_every_n_frames == 0:
                     _publish_live(live, config.name, frame)
                 if monitor is not None and last_frame_ns >= next_monitor_ns:
                     _publish_live(monitor, config.name, frame)
@@ -213,19 +217,22 @@ def _run(
             if control.heartbeat_due():
                 control.heartbeat(**status)
         camera.disarm()
-        record.setsockopt(zmq.SNDTIMEO, FINAL_SEND_TIMEOUT_MS)
+        # Aborted (the writer is gone): nothing will take the frames, so do not wait for it.
+        final_timeout_ms = 0 if abort.is_set() else FINAL_SEND_TIMEOUT_MS
+        record.setsockopt(zmq.SNDTIMEO, final_timeout_ms)
         _send_backlog(record, backlog, block=True)
         unsent = [header.trigger_index for header, _ in backlog]
-        send_message(
-            record,
-            TOPIC_EOS,
-            eos_header(
-                config.name,
-                seq - len(unsent),
-                dropped_trigger_indices=sorted(dropped_trigger_indices + unsent),
-            ),
-        )
-        record.close(linger=FINAL_SEND_TIMEOUT_MS)
+        with contextlib.suppress(zmq.Again) if abort.is_set() else contextlib.nullcontext():
+            send_message(
+                record,
+                TOPIC_EOS,
+                eos_header(
+                    config.name,
+                    seq - len(unsent),
+                    dropped_trigger_indices=sorted(dropped_trigger_indices + unsent),
+                ),
+            )
+        record.close(linger=final_timeout_ms)
         for latest in (live, monitor):
             if latest is not None:
                 latest.close(linger=0)

@@ -43,6 +43,10 @@ ROLE = "daq"
 STREAM = "daq"
 TWIN_LINE_STREAM = "trigger_line"
 READY_TIMEOUT_S = 10.0
+# The twin cameras start with the DAQ; on a loaded machine a camera process took more than 10 s
+# to import its libraries and subscribe (the trial then failed to start). Wait as long as the
+# supervisor waits for READY: heartbeats go on meanwhile.
+SUBSCRIBERS_TIMEOUT_S = 60.0
 TWIN_LINE_LINGER_MS = 30_000
 
 
@@ -134,14 +138,14 @@ def _run(
                 resources.callback(unplug.cancel)
 
         record = make_socket(context, zmq.PUSH, endpoints.record, bind=False, hwm=RECORD_HWM)
-        resources.callback(record.close, RECORD_LINGER_MS)
+        resources.callback(_close_unless_aborted, record, abort)
         # Side feeds that must never hold up the recording: sent without waiting.
         side_feeds = []
         if endpoints.jump_input:
             jump_feed = make_socket(
                 context, zmq.PUSH, endpoints.jump_input, bind=False, hwm=RECORD_HWM
             )
-            resources.callback(jump_feed.close, RECORD_LINGER_MS)
+            resources.callback(_close_unless_aborted, jump_feed, abort)
             side_feeds.append(("jump_feed_dropped", jump_feed))
         if endpoints.monitor:
             monitor = make_socket(context, zmq.PUB, endpoints.monitor, bind=False, hwm=MONITOR_HWM)
@@ -249,7 +253,12 @@ def _run(
                 control.heartbeat(**status)
         daq.stop()
         end = eos_header(STREAM, seq, samples=status["samples"])
-        send_message(record, TOPIC_EOS, end)
+        if abort.is_set():
+            # Aborted (the writer may be gone): offer the end-of-stream, never wait on it.
+            with contextlib.suppress(zmq.Again):
+                send_message(record, TOPIC_EOS, end, flags=zmq.NOBLOCK)
+        else:
+            send_message(record, TOPIC_EOS, end)
         for _, feed in side_feeds:
             with contextlib.suppress(zmq.Again):
                 send_message(feed, TOPIC_EOS, end, flags=zmq.NOBLOCK)
@@ -263,10 +272,16 @@ def _run(
         )
 
 
+def _close_unless_aborted(socket: zmq.Socket, abort: Event) -> None:
+    """Close a lossless socket: its queued messages get RECORD_LINGER_MS to go out, unless the
+    trial was aborted (then nobody may be left to take them)."""
+    socket.close(linger=0 if abort.is_set() else RECORD_LINGER_MS)
+
+
 def _wait_for_subscribers(xpub: zmq.Socket, expected: int, control: WorkerControl) -> None:
     """Block until every twin camera has subscribed, so no pulse is published to nobody."""
     subscribers = 0
-    deadline = time.monotonic() + READY_TIMEOUT_S
+    deadline = time.monotonic() + SUBSCRIBERS_TIMEOUT_S
     while subscribers < expected:
         if time.monotonic() > deadline:
             raise TimeoutError(

@@ -132,8 +132,19 @@ def recover_main(
     try:
         contents = read_trial_contents(path)
     except TrialFileError as error:
-        error_stream.write(f"rig: {error}\n")
-        return EXIT_FAILED
+        if not (mark and "already open for write" in str(error)):
+            error_stream.write(f"rig: {error}\n")
+            return EXIT_FAILED
+        # Left marked "open for writing" outside SWMR mode (a crash while the file was open to
+        # finish or mark it): readers refuse it. Clearing the mark changes no data.
+        try:
+            with _open_clearing_write_mark(path):
+                pass
+            contents = read_trial_contents(path)
+        except (OSError, RuntimeError, TrialFileError) as retry_error:
+            error_stream.write(f"rig: {error}; clearing the mark failed: {retry_error}\n")
+            return EXIT_FAILED
+        stream.write(f"{path}: cleared HDF5's 'open for writing' mark (no data changed)\n")
     marked: dict[str, Any] = {}
     if mark and not contents.closed_cleanly and not contents.already_marked:
         try:
@@ -160,8 +171,7 @@ def read_trial_contents(path: Path) -> TrialContents:
         problems = [
             problem
             for problem in trial.verify()
-            if not problem.startswith("the file was not closed cleanly")
-            and not _is_note(problem)
+            if not problem.startswith("the file was not closed cleanly") and not _is_note(problem)
         ]
         pulses = trial.trigger_sample_index()
         cameras = tuple(
@@ -188,7 +198,7 @@ def read_trial_contents(path: Path) -> TrialContents:
             trial_id=str(trial.attrs.get(layout.ATTR_TRIAL_ID, path.stem)),
             closed_cleanly=trial.closed_cleanly,
             end_reason=trial.end_reason,
-            already_marked=bool(trial.attrs.get(ATTR_INCOMPLETE, 0)),
+            already_marked=ATTR_RECOVERED_UTC in trial.attrs,
             cameras=cameras,
             pulses=len(pulses),
             pulse_spacing_samples=(int(spacing.min()), int(spacing.max()))
@@ -207,6 +217,15 @@ def read_trial_contents(path: Path) -> TrialContents:
             chunk_seconds_of_daq=DAQ_CHUNK_DURATION_S,
             problems=tuple(problems),
         )
+
+
+def mark_unfinished(path: Path, end_reason: str) -> None:
+    """Mark a trial file whose writer died as incomplete, with ``end_reason``, reading none of
+    its data (quick: the rig does it right after such a trial). ``rig recover`` later adds its
+    report. Raises OSError or RuntimeError when the file cannot be written (a full disk)."""
+    with _open_clearing_write_mark(path) as h5file:
+        h5file.attrs[ATTR_INCOMPLETE] = np.uint8(1)
+        h5file.attrs[layout.ATTR_END_REASON] = end_reason
 
 
 def mark_incomplete(path: Path, contents: TrialContents) -> dict[str, Any]:

@@ -68,6 +68,8 @@ TRIGGERBOX_POLL_S = 0.25
 # row (each up to triggerbox.timeout_s) before the trial ends, since a loaded host can delay a
 # reply without anything being wrong with the box.
 TRIGGERBOX_SILENT_POLLS = 3
+# Free space needed to write the incomplete mark into a file whose writer died.
+MIN_FREE_BYTES_TO_MARK = 1_000_000
 # Compressed frames are rarely smaller than this share of raw with sensor noise (measured).
 ESTIMATED_COMPRESSION_RATIO = 1.3
 
@@ -142,6 +144,27 @@ class TrialResult:
     completed: bool  # the trial ran for its whole duration and every worker ended normally
     writer_summary: dict[str, Any]
     duration_s: float
+
+
+def _mark_unfinished(path: Path, end_reason: str) -> str:
+    """Record in a file its writer left unfinished that it is incomplete, and why; returns what
+    to add to the end reason when that fails (a full disk), else ""."""
+    if not path.exists():
+        return ""
+    from rig.recover import mark_unfinished
+
+    # Opening the file to write fails on a full disk and leaves HDF5's "open for writing" mark
+    # in it, which stops readers: do not try without room.
+    if shutil.disk_usage(path.parent).free < MIN_FREE_BYTES_TO_MARK:
+        return (
+            f"; no space left to mark the file incomplete: run `rig recover {path}` once there is"
+        )
+    try:
+        mark_unfinished(path, end_reason)
+    except (OSError, RuntimeError) as error:
+        log.warning("cannot mark %s incomplete: %s", path, error)
+        return f"; the file is not marked incomplete ({error}): run `rig recover {path}`"
+    return ""
 
 
 def estimate_trial_bytes(config: RigConfig, duration_s: float) -> int:
@@ -327,6 +350,7 @@ class _TrialRun:
         self.state = TrialState.FINISHED if completed else TrialState.FAILED
         if not writer_summary:
             end_reason = f"{end_reason}; the writer did not finish (file holds the last flush)"
+            end_reason += _mark_unfinished(path, end_reason)
         return TrialResult(
             path=path,
             trial_id=trial_id,
@@ -359,6 +383,7 @@ class _TrialRun:
                     self.abort,
                     config.tracking.enabled,
                     self.camera_factory,
+                    config.tracking.infer_every_n_frames,
                 ),
             )
         self._spawn_worker(
@@ -468,6 +493,11 @@ class _TrialRun:
     def _stop(self, reason: str) -> dict[str, Any]:
         """Stop in reverse start order; returns the writer's summary ({} if it never finished)."""
         self.state = TrialState.STOPPING
+        writer = self.workers.get("writer")
+        if writer is None or writer.error is not None or not self._alive("writer"):
+            # Nothing can be recorded any more: let every worker go at once rather than drain its
+            # stream into a writer that is gone (a camera would wait out its final sends).
+            self.abort.set()
         # Seconds from the start of the pulse train to the decision to stop (for the file).
         stop_after_s = time.monotonic() - (self.running_since_s or self.started_s)
         triggerbox_report: dict[str, Any] = {}

@@ -8,7 +8,9 @@ adds the twin's ground truth and closes the file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import signal
 import time
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from acquisition.transport import (
 from acquisition.worker import setup_worker
 from rig.accounting import CameraAccounting, account_camera
 from rig.calibration_record import TWIN, calibration_datasets, trial_camera_group
+from rig.clock_drift import ClockFit, fit_camera_clock
 from rig.config import RigConfig
 from rig.trialfile.writer import CameraLayout, DaqLayout, StreamLayout, TrialFileWriter
 from rig.twin_truth import twin_truth_datasets
@@ -68,6 +71,7 @@ MESSAGES_PER_POLL = 256
 class _CameraState:
     checker: SequenceChecker = field(default_factory=SequenceChecker)
     trigger_indices: list[int] = field(default_factory=list)
+    t_device_ns: list[int] = field(default_factory=list)
     dropped_by_pipeline: list[int] = field(default_factory=list)
     # Live 2D poses: trigger index -> (K, 3) x, y, likelihood.
     poses: dict[int, np.ndarray] = field(default_factory=dict)
@@ -156,6 +160,7 @@ class _Recording:
                 t_device_ns=header.t_device_ns,
             )
             camera.trigger_indices.append(header.trigger_index)
+            camera.t_device_ns.append(header.t_device_ns)
             if self.slow_disk_s:
                 time.sleep(self.slow_disk_s)
         elif message.topic == TOPIC_DAQ:
@@ -274,6 +279,17 @@ class _Recording:
         }
         return datasets, attrs
 
+    def camera_clock(self, camera: str, pulse_samples: np.ndarray) -> ClockFit:
+        """The camera clock's drift against the DAQ's, from its frames' device timestamps."""
+        state = self.cameras[camera]
+        trigger_index = np.array(state.trigger_indices, dtype=np.int64)
+        known = (trigger_index >= 0) & (trigger_index < pulse_samples.size)
+        daq_sample_index = np.full(trigger_index.size, -1, dtype=np.int64)
+        daq_sample_index[known] = pulse_samples[trigger_index[known]]
+        return fit_camera_clock(
+            daq_sample_index, np.array(state.t_device_ns, dtype=np.int64), self.config.daq.rate_hz
+        )
+
     def accounting(self, pulses_sent: int) -> list[CameraAccounting]:
         return [
             account_camera(
@@ -308,11 +324,23 @@ def run_writer(
         _run(config, endpoints, Path(trial_path), root_attrs, abort, context, control, terminated)
     except Exception as error:
         log.exception("writer failed")
-        control.send("error", reason=f"writer: {error}")
+        control.send("error", reason=f"writer: {describe_writer_error(error, trial_path)}")
         raise SystemExit(1) from error
     finally:
         control.close()
         context.destroy(linger=0)
+
+
+def describe_writer_error(error: BaseException, trial_path: str) -> str:
+    """A writer's failure in one line; a full disk is named as such (HDF5's own message for it
+    is long, and comes as an OSError or a RuntimeError with the errno in its text)."""
+    text = str(error)
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+        return (
+            f"disk full (no space left on device) while writing {trial_path}; the file holds "
+            "what was committed before"
+        )
+    return text
 
 
 def _run(
@@ -393,8 +421,13 @@ def _run(
             stop_requested_after_s=(finish or {}).get("stop_requested_after_s"),
         )
         control.done(**summary)
-    finally:
-        writer.close()
+    except BaseException:
+        # The first error is the one to report: on a full disk close() fails again, and its
+        # error would hide why the trial stopped.
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise
+    writer.close()
 
 
 def _finalize(
@@ -421,13 +454,18 @@ def _finalize(
         )
     group_attrs: dict[str, dict[str, Any]] = {}
     datasets: dict[str, np.ndarray] = {}
+    pulse_samples = np.array(recording.pulse_samples, dtype=np.int64)
     for account in accounts:
         group = f"/cameras/{account.camera}"
+        clock = recording.camera_clock(account.camera, pulse_samples)
         group_attrs[group] = {
             "frames_dropped": account.frames_dropped,
             "pulses_sent": account.pulses_sent,
             "dropped_by_pipeline": len(account.dropped_by_pipeline),
             "accounting_balanced": account.balanced,
+            "clock_drift_ppm": clock.drift_ppm,
+            "clock_fit_residual_rms_ns": clock.residual_rms_ns,
+            "clock_fit_residual_max_ns": clock.residual_max_ns,
         }
         datasets[f"{group}/dropped_trigger_indices"] = account.dropped_trigger_indices
     root_attrs: dict[str, Any] = {

@@ -4,12 +4,14 @@ collected)."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +44,9 @@ def fault_config(
     text = path.read_text()
     if FAULTS_ANCHOR not in text:
         raise ValueError(f"the default config has no {FAULTS_ANCHOR!r} line any more")
-    text = text.replace(FAULTS_ANCHOR, f"{FAULTS_ANCHOR}\n{faults}", 1)
+    # A slow disk among the faults replaces the default's line (a key may appear only once).
+    keep_anchor = "slow_disk_ms_per_frame" not in faults
+    text = text.replace(FAULTS_ANCHOR, f"{FAULTS_ANCHOR if keep_anchor else ''}\n{faults}", 1)
     if frame_size is not None:
         width, height = frame_size
         text = re.sub(
@@ -102,10 +106,18 @@ class RigProcess:
 
     process: subprocess.Popen[str]
     lines: list[tuple[float, str]] = field(default_factory=list)
+    # Called with every line as it arrives (in the reading thread).
+    on_line: Callable[[str], None] | None = None
     _reader: threading.Thread | None = None
 
     @classmethod
-    def start(cls, args: list[str], environment: dict[str, str], stderr_path: Path) -> RigProcess:
+    def start(
+        cls,
+        args: list[str],
+        environment: dict[str, str],
+        stderr_path: Path,
+        on_line: Callable[[str], None] | None = None,
+    ) -> RigProcess:
         with stderr_path.open("w") as stderr:
             process = subprocess.Popen(
                 [sys.executable, "-m", "rig.cli", *args],
@@ -115,15 +127,18 @@ class RigProcess:
                 env=environment,
                 start_new_session=True,
             )
-        started = cls(process)
+        started = cls(process, on_line=on_line)
         started._reader = threading.Thread(target=started._read, daemon=True)
         started._reader.start()
         return started
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append((time.monotonic(), line.rstrip("\n")))
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+                if self.on_line is not None:
+                    self.on_line(line)
 
     def wait_until_running(self, timeout_s: float = 180.0) -> Status:
         """The first status line showing every camera with frames (the trial is running)."""
@@ -162,3 +177,21 @@ class RigProcess:
 
     def text(self) -> str:
         return "\n".join(line for _, line in self.lines)
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of process ``pid`` (VmRSS in /proc), or None once it has ended."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def fault_seed() -> int:
+    """The seed of a test's random faults and moments: JUMPRIG_FAULT_SEED to repeat a run, else
+    a fresh one (the tests print it)."""
+    return int(os.environ.get("JUMPRIG_FAULT_SEED", str(random.SystemRandom().randrange(2**32))))

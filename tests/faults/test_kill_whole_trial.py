@@ -8,7 +8,6 @@ against the last status line the rig printed before the kill; `rig recover` mark
 from __future__ import annotations
 
 import io
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from tests.faults.fault_trials import (
     RigProcess,
     Status,
     fault_config,
+    fault_seed,
     only_trial_file,
     rig_environment,
 )
@@ -39,11 +39,6 @@ SAMPLES_PER_PULSE = 50
 # camera; the trial lasts TRIAL_S, so some kills land while it stops.
 KILL_AFTER_S = (0.0, 4.5)
 TRIAL_S = 5.0
-
-
-def fault_seed() -> int:
-    """The random moments' seed: JUMPRIG_FAULT_SEED to repeat a run, else a fresh one."""
-    return int(os.environ.get("JUMPRIG_FAULT_SEED", str(random.SystemRandom().randrange(2**32))))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,200 @@
+"""A soak (issue 7, fault 12): short trials back to back with random faults, in `rig run --trials
+N` sessions. Every file opens and either validates (closed cleanly, accounting balanced, no
+problem found) or carries the reason it ended; the session process's memory grows by less than
+50 MB (VmRSS from /proc at every trial boundary).
+
+Default tier: one session of 4 trials with random per-pulse faults. Slow tier: 100 trials, as 5
+sessions of 20, each session with its own random faults, some of which end every trial early
+(a worker killed, a DAQ overrun, the trigger box unplugged).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rig.recover import read_trial_contents
+from rig.trialfile.reader import open_trial
+from tests.faults.fault_trials import (
+    CAMERAS,
+    RigProcess,
+    fault_config,
+    fault_seed,
+    rig_environment,
+    rss_bytes,
+)
+
+TRIAL_S = 1.0
+FRAME_SIZE = (160, 120)
+RSS_GROWTH_LIMIT_BYTES = 50_000_000
+TRIAL_BOUNDARY = re.compile(r"^=== trial (\d+) of (\d+) ===")
+
+
+@dataclass(frozen=True)
+class FaultSet:
+    """The faults of one session: TOML lines for [sim.faults] and per-camera tables."""
+
+    faults: str
+    cameras: str
+
+    def describe(self) -> str:
+        text = (self.faults + "\n" + self.cameras).strip()
+        return " ".join(line for line in text.splitlines() if line)
+
+
+def random_fault_set(rng: random.Random, trial_ending: bool) -> FaultSet:
+    """Per-pulse faults on a random choice of cameras, a slow disk now and then, and, with
+    ``trial_ending``, maybe one fault that ends each trial early."""
+    cameras = []
+    for camera in CAMERAS:
+        if rng.random() < 0.3:
+            continue
+        drops = sorted(rng.sample(range(150), rng.randrange(4)))
+        cameras.append(
+            f"[sim.faults.cameras.{camera}]\n"
+            f"drop_trigger_indices = {drops}\n"
+            f"drop_probability = {rng.uniform(0, 0.03):.4f}\n"
+            f"fetch_timeout_probability = {rng.uniform(0, 0.02):.4f}\n"
+            f"fetch_error_probability = {rng.uniform(0, 0.03):.4f}\n"
+            f"drift_ppm = {rng.uniform(-80, 80):.2f}\n"
+        )
+    faults = []
+    if rng.random() < 0.3:
+        faults.append(f"slow_disk_ms_per_frame = {rng.uniform(0, 0.3):.3f}")
+    if trial_ending:
+        after_s = rng.uniform(0.3, 0.9)
+        worker = rng.choice(["camera:" + rng.choice(CAMERAS), "writer", "daq", "jumps"])
+        faults += rng.choice(
+            [
+                [],
+                [f'kill_worker = "{worker}"', f"kill_worker_after_s = {after_s:.2f}"],
+                [f"daq_overrun_after_s = {after_s:.2f}"],
+                [f"triggerbox_unplug_after_s = {after_s:.2f}"],
+            ]
+        )
+    return FaultSet("\n".join(faults), "".join(cameras))
+
+
+@dataclass(frozen=True)
+class SessionOutcome:
+    files: int
+    validated: int
+    with_reason: int
+    problems: tuple[str, ...]
+    rss_at_boundaries: tuple[int, ...]  # bytes, at the start of each trial and at the end
+
+    @property
+    def rss_growth_bytes(self) -> int:
+        """From the start of the second trial (the first imports what every trial uses) on."""
+        warm = self.rss_at_boundaries[1:] or self.rss_at_boundaries
+        return max(warm) - warm[0] if warm else 0
+
+
+def run_session(folder: Path, trials: int, fault_set: FaultSet) -> SessionOutcome:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = fault_config(folder, fault_set.faults, extra=fault_set.cameras, frame_size=FRAME_SIZE)
+    out = folder / "trials"
+    rss: list[int] = []
+    pid: list[int] = []
+
+    def at_boundary(line: str) -> None:
+        if TRIAL_BOUNDARY.match(line) or line.startswith("session: "):
+            size = rss_bytes(pid[0]) if pid else None
+            if size is not None:
+                rss.append(size)
+
+    session = RigProcess.start(
+        [
+            "run",
+            "--config",
+            str(config),
+            "--trials",
+            str(trials),
+            "--inter-trial-s",
+            "0",
+            "--duration-s",
+            str(TRIAL_S),
+            "--output",
+            str(out),
+        ],
+        rig_environment(folder / "tmp"),
+        folder / "stderr.txt",
+        on_line=at_boundary,
+    )
+    pid.append(session.process.pid)
+    session.finish(timeout_s=trials * 240)
+    problems: list[str] = []
+    validated = with_reason = 0
+    paths = sorted(out.glob("*.h5"))
+    if len(paths) != trials:
+        problems.append(f"{len(paths)} files for {trials} trials:\n{session.text()[-2000:]}")
+    for path in paths:
+        try:
+            with open_trial(path) as trial:
+                clean = trial.closed_cleanly and trial.end_reason == "completed"
+                reason = trial.end_reason
+                balanced = bool(trial.attrs.get("accounting_balanced", False))
+            # Every committed row read and checked; gaps from dropped frames are not damage.
+            damage = read_trial_contents(path).problems
+        except Exception as error:
+            problems.append(f"{path.name}: does not open: {error}")
+            continue
+        if damage:
+            problems.append(f"{path.name}: {list(damage)}")
+        elif clean and balanced:
+            validated += 1
+        elif not clean and reason:
+            with_reason += 1
+        else:
+            problems.append(f"{path.name}: neither valid nor with a reason: {reason!r}")
+    return SessionOutcome(len(paths), validated, with_reason, tuple(problems), tuple(rss))
+
+
+def report(label: str, outcome: SessionOutcome, fault_set: FaultSet) -> None:
+    shown = ", ".join(f"{size / 1e6:.0f}" for size in outcome.rss_at_boundaries)
+    print(
+        f"{label}: {outcome.files} files, {outcome.validated} validated, {outcome.with_reason} "
+        f"ended early with their reason; RSS at trial boundaries (MB): {shown}; growth from "
+        f"trial 2: {outcome.rss_growth_bytes / 1e6:.1f} MB; faults: {fault_set.describe()}"
+    )
+    for problem in outcome.problems:
+        print(f"  PROBLEM {problem}")
+
+
+@pytest.mark.timeout(900)
+def test_a_short_soak_with_random_faults(tmp_path: Path) -> None:
+    seed = fault_seed()
+    fault_set = random_fault_set(random.Random(seed), trial_ending=False)
+    outcome = run_session(tmp_path, 4, fault_set)
+    report(f"seed {seed}", outcome, fault_set)
+    assert outcome.problems == ()
+    assert outcome.validated == 4
+    assert len(outcome.rss_at_boundaries) >= 4
+    assert outcome.rss_growth_bytes < RSS_GROWTH_LIMIT_BYTES
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)
+def test_a_hundred_trials_with_random_faults(tmp_path: Path) -> None:
+    seed = fault_seed()
+    rng = random.Random(seed)
+    outcomes = []
+    for number in range(5):
+        fault_set = random_fault_set(rng, trial_ending=number > 0)
+        outcome = run_session(tmp_path / f"session_{number}", 20, fault_set)
+        report(f"seed {seed}, session {number + 1}", outcome, fault_set)
+        outcomes.append(outcome)
+    files = sum(outcome.files for outcome in outcomes)
+    fine = sum(outcome.validated + outcome.with_reason for outcome in outcomes)
+    growth = max(outcome.rss_growth_bytes for outcome in outcomes)
+    print(
+        f"soak: {fine}/{files} files open and validate or carry their reason; largest RSS "
+        f"growth of a session process over 20 trials: {growth / 1e6:.1f} MB"
+    )
+    assert [outcome.problems for outcome in outcomes] == [()] * len(outcomes)
+    assert files == 100
+    assert growth < RSS_GROWTH_LIMIT_BYTES
