@@ -38,7 +38,8 @@ def to_movement_dataset(path: Path | str, camera: str | None = None) -> Any:
         times = pulse_times(pose3d.trigger_index, daq.trigger_sample_index, daq.rate_hz)
         rows = np.flatnonzero(times.known)
         points = pose3d.points_mm[rows].astype(np.float64)  # (T, K, 3)
-        # Triangulation gives no confidence; NaN says so (movement's own default, unlogged).
+        # Triangulation gives no confidence: NaN, as movement would fill in itself (given
+        # explicitly, movement does not log a warning about it).
         confidence = np.full((rows.size, points.shape[1], 1), np.nan)
         body_parts = pose3d.body_parts
         trigger_index = pose3d.trigger_index
