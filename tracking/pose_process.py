@@ -1,10 +1,11 @@
 """The pose process: DeepLabCut-Live on the newest frame of one or more cameras, while recording.
 
-Entry point :func:`run_pose`. It subscribes to each camera's live frames (a queue of at most two:
-never stale frames), takes the newest one whose trigger index is a multiple of
-``infer_every_n_frames`` (so every camera infers the same trigger indices and they can be
-triangulated), and sends the 2D pose to the writer and to the triangulator. Frames it skipped
-are counted from the gaps in the frame ids and inferred after the trial.
+Entry point :func:`run_pose`. It subscribes to each camera's live frames (the cameras publish
+only the frames whose trigger index is a multiple of ``infer_every_n_frames``, so every camera
+offers the same trigger indices; the queue holds at most two: never stale frames). Each round it
+takes the newest trigger index that two or more of its cameras have (so it can be triangulated;
+with one camera, its newest), infers it on each of them, and sends the 2D poses to the writer and
+to the triangulator. Frames it skipped are inferred after the trial.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from tracking.settings import TrackingSettings
 
 READY_TIMEOUT_S = 120.0
 IDLE_POLL_MS = 10
+# Frames of a camera kept waiting for inference: the newest few, so a shared process can pick
+# a trigger index that several of its cameras have.
+WAITING_FRAMES = 4
 
 
 def role_of(cameras: Sequence[str]) -> str:
@@ -81,14 +85,31 @@ def run_pose(
     os._exit(0)
 
 
-def _newest(socket: zmq.Socket) -> Message | None:
-    """The newest message waiting on ``socket`` (older ones are skipped), or None."""
-    newest = None
+def _take_waiting(socket: zmq.Socket, waiting: dict[int, Message], every_n: int) -> None:
+    """Move every frame waiting on ``socket`` whose trigger index is a multiple of ``every_n``
+    into ``waiting`` (trigger index -> frame), keeping only the newest WAITING_FRAMES."""
     while True:
         try:
-            newest = recv_message(socket, zmq.NOBLOCK)
+            message = recv_message(socket, zmq.NOBLOCK)
         except zmq.Again:
-            return newest
+            break
+        if message.header.trigger_index % every_n == 0:
+            waiting[message.header.trigger_index] = message
+    for stale in sorted(waiting)[:-WAITING_FRAMES]:
+        del waiting[stale]
+
+
+def choose_trigger_index(waiting: dict[str, dict[int, Message]]) -> int | None:
+    """The trigger index to infer next: the newest one that two or more of the cameras have
+    (so it can be triangulated), else the newest any camera has; None when nothing waits."""
+    seen: dict[int, int] = {}
+    for frames in waiting.values():
+        for index in frames:
+            seen[index] = seen.get(index, 0) + 1
+    if not seen:
+        return None
+    shared = [index for index, cameras in seen.items() if cameras >= 2]
+    return max(shared) if shared else max(seen)
 
 
 def _run(
@@ -139,39 +160,42 @@ def _run(
     poller = zmq.Poller()
     for socket in frames.values():
         poller.register(socket, zmq.POLLIN)
+    waiting: dict[str, dict[int, Message]] = {name: {} for name in frames}
     while not abort.is_set():
         worked = False
         for name, socket in frames.items():
-            message = _newest(socket)
-            if message is None:
-                continue
-            trigger_index = message.header.trigger_index
-            if trigger_index <= last_inferred[name]:
-                continue
-            if trigger_index % tracking.infer_every_n_frames:
-                continue
-            started_ns = time.monotonic_ns()
-            pose = by_camera[name].estimate(message.array())
-            header = array_header(
-                pose_stream(name),
-                seq[name],
-                pose,
-                frame_id=message.header.frame_id,
-                trigger_index=trigger_index,
-                extra={
-                    "inference_ns": time.monotonic_ns() - started_ns,
-                    "frame_t_host_ns": message.header.t_host_ns,
-                },
-            )
-            send_message(record, TOPIC_POSE2D, header, pose)
-            send_message(poses, TOPIC_POSE2D, header, pose)
-            if monitor is not None:
-                with contextlib.suppress(zmq.Again):
-                    send_message(monitor, TOPIC_POSE2D, header, pose, flags=zmq.NOBLOCK)
-            seq[name] += 1
-            last_inferred[name] = trigger_index
-            status["inferred"][name] += 1
-            worked = True
+            _take_waiting(socket, waiting[name], tracking.infer_every_n_frames)
+        target = choose_trigger_index(waiting)
+        if target is not None:
+            for name in frames:
+                message = waiting[name].pop(target, None)
+                # Older frames will not be inferred live any more (the offline pass does them).
+                for older in [index for index in waiting[name] if index < target]:
+                    del waiting[name][older]
+                if message is None or target <= last_inferred[name]:
+                    continue
+                started_ns = time.monotonic_ns()
+                pose = by_camera[name].estimate(message.array())
+                header = array_header(
+                    pose_stream(name),
+                    seq[name],
+                    pose,
+                    frame_id=message.header.frame_id,
+                    trigger_index=target,
+                    extra={
+                        "inference_ns": time.monotonic_ns() - started_ns,
+                        "frame_t_host_ns": message.header.t_host_ns,
+                    },
+                )
+                send_message(record, TOPIC_POSE2D, header, pose)
+                send_message(poses, TOPIC_POSE2D, header, pose)
+                if monitor is not None:
+                    with contextlib.suppress(zmq.Again):
+                        send_message(monitor, TOPIC_POSE2D, header, pose, flags=zmq.NOBLOCK)
+                seq[name] += 1
+                last_inferred[name] = target
+                status["inferred"][name] += 1
+                worked = True
         request = control.poll_command()
         if request is not None:
             if request["type"] == "stop":
