@@ -20,10 +20,10 @@ from typing import Any
 
 import zmq
 
-# How far (in trigger pulses) the replay DAQ may run ahead of the slowest replay camera. Small
-# enough that the twin trigger line, the DAQ stream and the frames stay close together, large
-# enough that a camera never waits for a credit message: measured (docs/replay.md), 100 pulses
-# left no camera waiting at 10x real time.
+# How far (in trigger pulses) the replay DAQ may run ahead of the slowest replay camera: small
+# enough that the twin trigger line, the DAQ stream (and the live jump detector) and the frames
+# stay close together, large enough that a camera always has pulses queued while its credit
+# messages travel (well under a millisecond on one machine; 100 pulses are 0.5 s at 200 Hz).
 PULSE_WINDOW = 100
 # The replay stops emitting while the writer is behind: any camera has more than
 # PAUSE_IN_FLIGHT_FRAMES frames made but not yet taken in by the writer (on the way or buffered),

@@ -9,10 +9,10 @@ How the replay ends: the supervisor's running phase lasts as long as the pacing 
 recorded length over the speed factor; nothing at ``max``), then it stops the DAQ, and the replay
 DAQ, which counts every recorded sample not replayed yet as due, plays the rest before it ends
 (the DAQ process drains what is due before stopping). So the replay always reaches the end of the
-recording, and ``max`` is not held back by a timer. The supervisor waits at most
-``DONE_TIMEOUT_S`` for that drain; for recordings that a replay might not finish within
-:data:`DRAIN_BUDGET_S`, the running phase is lengthened to the recorded length minus that budget
-(a replay at ``max`` is at least as fast as the recording was).
+recording, and a short replay at ``max`` is not held back by a timer. The supervisor waits at
+most ``DONE_TIMEOUT_S`` for that drain, so for a recording that a replay at the slowest pace
+planned for (:data:`SLOWEST_PACE`) might not finish within :data:`DRAIN_BUDGET_S`, the running
+phase is made longer (:func:`running_phase_s`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ MAX_SPEED = ReplaySpeed(math.inf)
 TWIN_TRUTH_GROUP = "/sim"
 # The share of the supervisor's DAQ drain timeout a replay plans to use.
 DRAIN_BUDGET_S = DONE_TIMEOUT_S - 10.0
+# The slowest pace a replay is planned for (measured: 0.44x at max on 2 cores that other work kept
+# at a load average of 10; a replay at max without inference costs about what the recording did).
+SLOWEST_PACE = 0.5
 
 
 @dataclass
@@ -193,9 +196,7 @@ def replay_trial(
         recorded, output_dir=output, model=model, calibration=calibration, tracking=tracking
     )
     provenance = _provenance(recorded, config, speed, model, calibration)
-    run_phase_s = max(
-        speed.paced_seconds(recorded.duration_s), recorded.duration_s - DRAIN_BUDGET_S
-    )
+    run_phase_s = running_phase_s(speed, recorded.duration_s)
     with (
         tempfile.TemporaryDirectory(prefix="jumprig-replay-") as folder,
         concurrent.futures.ThreadPoolExecutor(max_workers=1) as hasher,
@@ -252,6 +253,15 @@ def replay_trial(
         completion=completion,
         completion_s=time.monotonic() - completion_started_s if completion else 0.0,
     )
+
+
+def running_phase_s(speed: ReplaySpeed, recorded_s: float) -> float:
+    """How long the supervisor's running phase lasts for a replay of ``recorded_s``.
+
+    What the pacing needs, but long enough that what is left for the DAQ's drain, at the slowest
+    pace planned for, fits in DRAIN_BUDGET_S (the supervisor waits DONE_TIMEOUT_S for it).
+    """
+    return max(speed.paced_seconds(recorded_s), recorded_s / SLOWEST_PACE - DRAIN_BUDGET_S, 0.0)
 
 
 def _provenance(

@@ -1,4 +1,5 @@
-"""compare_arrays, the element-by-element part of the comparison, and the replay speed."""
+"""compare_arrays (the element-by-element part of the comparison), the replay speed and the
+supervisor's running phase of a replay."""
 
 from __future__ import annotations
 
@@ -91,3 +92,16 @@ def test_speed_parses(text: str, factor: float, label: str) -> None:
 def test_bad_speed_is_refused(text: str) -> None:
     with pytest.raises(SpeedError):
         ReplaySpeed.parse(text)
+
+
+def test_running_phase_leaves_the_drain_within_its_budget() -> None:
+    from rig.replay.run import DRAIN_BUDGET_S, SLOWEST_PACE, running_phase_s
+
+    maximum = ReplaySpeed.parse("max")
+    assert running_phase_s(maximum, 5.0) == 0.0
+    for recorded_s in (5.0, 30.0, 120.0):
+        for speed in (maximum, ReplaySpeed.parse("realtime"), ReplaySpeed.parse("0.5")):
+            phase_s = running_phase_s(speed, recorded_s)
+            assert phase_s >= speed.paced_seconds(recorded_s)
+            # What a replay at the slowest pace planned for has left when the supervisor stops.
+            assert recorded_s / SLOWEST_PACE - phase_s <= DRAIN_BUDGET_S
