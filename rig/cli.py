@@ -109,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     add_recover_arguments(recover)
     recover.set_defaults(handler=_recover)
 
+    from rig.export.command import add_export_parser
+
+    add_export_parser(commands)
+
     inspect = commands.add_parser("inspect", help="summarize a trial file")
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")

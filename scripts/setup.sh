@@ -58,8 +58,17 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
     if [ "$dev" -eq 1 ]; then
         .venv/bin/python -m pip install -q -e ".[dev]"
+        # aniposelib (the anipose check in the tests) declares opencv-contrib-python, which must
+        # not sit beside opencv-python-headless: install it alone, its real needs are in [dev].
+        .venv/bin/python -m pip install -q --no-deps aniposelib==0.7.2
     else
         .venv/bin/python -m pip install -q -e .
+    fi
+    # sleap-io (which movement needs) installs its own test suite as a top-level package
+    # "tests", which would hide this project's tests/ folder: remove it.
+    site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    if grep -q '^tests/__init__.py,' "$site"/sleap_io-*.dist-info/RECORD 2>/dev/null; then
+        rm -rf "$site/tests"
     fi
     printf '%s' "$wanted" > "$stamp"
 fi

@@ -28,13 +28,14 @@ from acquisition.transport import (
     TOPIC_EOS,
     TOPIC_LIVE_FRAME,
     Header,
+    Message,
     SequenceChecker,
     eos_header,
     make_socket,
     recv_message,
     send_message,
 )
-from tracking.pose_process import _newest
+from tracking.pose_process import _take_waiting
 
 FRAMES = 600
 FRAME_PERIOD_S = 0.002  # 500 fps
@@ -80,11 +81,15 @@ def test_a_slow_tracker_counts_its_losses_exactly_and_the_recording_loses_nothin
     recorded: list[tuple[int, str]] = []
 
     def track() -> None:
+        waiting: dict[int, Message] = {}
         while not stop_tracking.is_set():
-            message = _newest(tracker)
-            if message is None:
+            # As the pose process does: take what waits, infer the newest, skip the rest.
+            _take_waiting(tracker, waiting, every_n=1)
+            if not waiting:
                 tracker.poll(5)
                 continue
+            message = waiting.pop(max(waiting))
+            waiting.clear()
             tracking.observe(message.header.seq)
             staleness.append(published[0] - 1 - message.header.seq)
             time.sleep(INFERENCE_S)
