@@ -144,7 +144,9 @@ def recover_main(
         except (OSError, RuntimeError, TrialFileError) as retry_error:
             error_stream.write(f"rig: {error}; clearing the mark failed: {retry_error}\n")
             return EXIT_FAILED
-        stream.write(f"{path}: cleared HDF5's 'open for writing' mark (no data changed)\n")
+        error_stream.write(
+            f"rig: {path}: cleared HDF5's 'open for writing' mark (no data changed)\n"
+        )
     marked: dict[str, Any] = {}
     if mark and not contents.closed_cleanly and not contents.already_marked:
         try:

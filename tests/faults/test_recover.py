@@ -22,7 +22,7 @@ from rig.recover import (
     RECOVERED_END_REASON,
     recover_main,
 )
-from rig.trialfile.reader import open_trial
+from rig.trialfile.reader import TrialFileError, open_trial
 from tests.rig.trialfile.trialfile_synthetic import (
     PULSES_PER_BLOCK,
     SyntheticTrial,
@@ -244,3 +244,42 @@ def test_verifying_a_crashed_file_leaves_its_pulses_readable(tmp_path: Path) -> 
             columns["daq_sample_index"], synthetic.pulses[: columns["daq_sample_index"].size]
         )
     assert recover(path)[0] == 0
+
+
+# Opens a trial file to write outside SWMR mode (as finishing it does) and dies by SIGKILL.
+DIES_WHILE_FILE_OPEN = """
+import os, signal, sys
+import h5py
+h5file = h5py.File(sys.argv[1], "r+", libver="latest")
+h5file.attrs["note"] = "being finished"
+h5file.flush()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_file_left_open_outside_swmr_is_unmarked_and_recovered(tmp_path: Path) -> None:
+    path = tmp_path / "left_open.h5"
+    synthetic = SyntheticTrial(seed=9, block_count=3)
+    writer = create_writer(path)
+    for block in range(3):
+        synthetic.write_block(writer, block)
+    writer.close()  # everything committed, never finalized
+    child = subprocess.run(
+        [sys.executable, "-c", DIES_WHILE_FILE_OPEN, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == -9, child.stderr
+    with pytest.raises(TrialFileError, match="already open for write"):
+        open_trial(path)
+    code, _, errors = recover(path, mark=False)
+    assert code == 1 and "already open for write" in errors  # a dry run changes nothing
+    code, text, errors = recover(path)
+    assert code == 0, errors
+    assert "cleared HDF5's 'open for writing' mark" in errors
+    assert "marked incomplete" in text
+    with open_trial(path) as trial:
+        np.testing.assert_array_equal(trial.frames("cam_left"), synthetic.frames["cam_left"])
+        assert trial.attrs[ATTR_INCOMPLETE] == 1
