@@ -188,7 +188,10 @@ def _run(
                         dtype=frame.image.dtype.str,
                         encoding=ENCODING_H5CHUNK,
                     )
-                    backlog.append((header, encode_frame_chunk(frame.image)))
+                    chunk = (
+                        frame.chunk if frame.chunk is not None else encode_frame_chunk(frame.image)
+                    )
+                    backlog.append((header, chunk))
                     seq += 1
                 status["last_frame_id"] = frame.frame_id
                 if live is not None and frame.frame_id % live_every_n_frames == 0:

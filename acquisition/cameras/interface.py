@@ -23,6 +23,9 @@ class CameraFrame:
     frame_id: int
     t_device_ns: int
     t_host_ns: int
+    # The frame already encoded as its HDF5 chunk (acquisition.frame_codec), when the camera has
+    # it: a replay reads it from the trial file, and the camera process stores it as it is.
+    chunk: bytes | None = None
 
 
 class Camera(abc.ABC):

@@ -139,6 +139,9 @@ class ReplayCamera(Camera):
                     "lost a pulse"
                 )
             image = self._frame(row)
+            # The stored chunk goes to the writer as it is: the same bytes, without encoding
+            # the frame again (a chunk stored without its filters is encoded afresh).
+            filter_mask, chunk = self._require_trial().raw_frame_chunk(self.name, row)
             self._next_row = row + 1
             self._report_progress()
             return CameraFrame(
@@ -146,15 +149,20 @@ class ReplayCamera(Camera):
                 frame_id=int(self._frame_id[row]),
                 t_device_ns=int(self._t_device_ns[row]),
                 t_host_ns=time.monotonic_ns(),
+                chunk=chunk if filter_mask == 0 else None,
             )
+
+    def _require_trial(self) -> TrialFile:
+        if self._trial is None:
+            raise RuntimeError(f"camera {self.name}: not open")
+        return self._trial
 
     def _frame(self, row: int) -> np.ndarray:
         """Recorded frame ``row``: (height, width) uint8, read a few frames ahead."""
-        if self._trial is None:
-            raise RuntimeError(f"camera {self.name}: not open")
+        trial = self._require_trial()
         offset = row - self._cache_start
         if not 0 <= offset < self._cache.shape[0]:
-            self._cache = self._trial.frames(self.name, row, row + READ_AHEAD_FRAMES)
+            self._cache = trial.frames(self.name, row, row + READ_AHEAD_FRAMES)
             self._cache_start = row
             offset = 0
         return self._cache[offset]
