@@ -385,30 +385,42 @@ class WorkerGroup:
 
     def wait_for(self, roles: Sequence[str], kind: str, timeout_s: float) -> None:
         """Until every one of ``roles`` has sent a ``kind`` message (taken off its list),
-        reading the record endpoint meanwhile (see :meth:`receive`) so no sender blocks."""
+        reading the record endpoint meanwhile (see :meth:`on_wait`) so no sender blocks."""
+        waiting = list(roles)
+        while waiting:
+            self.wait_for_any(waiting, kind, timeout_s)
+            for role in [r for r in waiting if self.has_sent(r, kind)]:
+                self.take_message(role, kind)
+                waiting.remove(role)
+
+    def has_sent(self, role: str, kind: str) -> bool:
+        return any(message["type"] == kind for message in self.workers[role].messages)
+
+    def take_message(self, role: str, kind: str) -> dict[str, Any]:
+        messages = self.workers[role].messages
+        found = next(message for message in messages if message["type"] == kind)
+        messages.remove(found)
+        return found
+
+    def wait_for_any(self, roles: Sequence[str], kind: str, timeout_s: float) -> None:
+        """Until one of ``roles`` has sent a ``kind`` message (left on its list); an ``error``
+        or an early exit of one of them is raised."""
         deadline = time.monotonic() + timeout_s
-        waiting = set(roles)
         exited_at: dict[str, float] = {}
         while True:
             self.pump_control(50)
-            for role in list(waiting):
-                worker = self.workers[role]
-                found = next((m for m in worker.messages if m["type"] == kind), None)
-                if found is not None:
-                    worker.messages.remove(found)
-                    waiting.discard(role)
-                elif (
-                    worker.process.exitcode is not None
-                    # Its last messages may still be on their way: give them a moment.
+            if any(self.has_sent(role, kind) for role in roles):
+                return
+            for role in roles:
+                process = self.workers[role].process
+                # Its last messages may still be on their way: give them a moment.
+                if (
+                    process.exitcode is not None
                     and time.monotonic() - exited_at.setdefault(role, time.monotonic()) > 1.0
                 ):
-                    raise RuntimeError(
-                        f"{role} exited (code {worker.process.exitcode}) before '{kind}'"
-                    )
-            if not waiting:
-                return
+                    raise RuntimeError(f"{role} exited (code {process.exitcode}) before '{kind}'")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no '{kind}' from {sorted(waiting)} within {timeout_s} s")
+                raise TimeoutError(f"no '{kind}' from {sorted(roles)} within {timeout_s} s")
             self.on_wait()
 
     def on_wait(self) -> None:
@@ -587,7 +599,7 @@ class PoseProcessRun:
                 first_timed_ns = first_timed_ns or last_timed_ns
             group.pump_control()
         group.stop([self.roles], [stream])
-        end_to_end_ns, inference_ns = [], []
+        end_to_end_ns, inference_ns, pose_sent_ns = [], [], []
         for trigger_index, t_send_ns in sent_ns.items():
             if trigger_index not in poses:
                 continue
@@ -596,7 +608,8 @@ class PoseProcessRun:
                 raise RuntimeError(f"trigger index {trigger_index}: pose of another frame")
             end_to_end_ns.append(arrived_ns - t_send_ns)
             inference_ns.append(int(message.header.extra["inference_ns"]))
-        return _latency_result(
+            pose_sent_ns.append(message.header.t_host_ns - t_send_ns)
+        result = _latency_result(
             np.asarray(end_to_end_ns, dtype=np.int64),
             np.asarray(inference_ns, dtype=np.int64),
             first_timed_ns,
@@ -605,6 +618,17 @@ class PoseProcessRun:
             dropped=dropped,
             rate_cap_hz=rate_cap_hz,
         )
+        # Where the added time goes: the pose's header is stamped right after inference, so
+        # the frame's way in (send, wake-up, receive) is pose stamp - inference - frame stamp,
+        # and the pose's way out (send, wake-up here, receive) is arrival - pose stamp.
+        after_inference_ns = np.asarray(pose_sent_ns, dtype=np.int64)
+        result["frame_in"] = latency_stats_us(
+            after_inference_ns - np.asarray(inference_ns, dtype=np.int64)
+        )
+        result["pose_out"] = latency_stats_us(
+            np.asarray(end_to_end_ns, dtype=np.int64) - after_inference_ns
+        )
+        return result
 
     def close(self) -> None:
         self.group.close()
@@ -813,13 +837,20 @@ class FrameTo3dRun:
 
 
 def start_when_ready(runs: Sequence[PoseProcessRun | FrameTo3dRun]) -> float:
-    """Start every worker of ``runs`` once all are READY; the seconds spent waiting."""
+    """Start every worker of ``runs`` as soon as it is READY; the seconds until all are.
+
+    Each is started at once because a worker waits for "start" only so long (2 minutes), and
+    on a loaded machine the pose processes' imports take longer than that: a triangulator
+    ready in a second would give up before they were.
+    """
     started = time.monotonic()
     for run_ in runs:
-        run_.group.wait_for(run_.roles, "ready", READY_TIMEOUT_S)
-    for run_ in runs:
-        for role in run_.roles:
-            run_.group.command(role, "start")
+        waiting = list(run_.roles)
+        while waiting:
+            run_.group.wait_for_any(waiting, "ready", READY_TIMEOUT_S)
+            for role in [r for r in waiting if run_.group.has_sent(r, "ready")]:
+                run_.group.command(role, "start")
+                waiting.remove(role)
     return time.monotonic() - started
 
 
@@ -1005,7 +1036,9 @@ def print_results(results: dict[str, Any]) -> None:
     )
     print(
         f"pose process: inference p50 {pose['inference']['p50_us']:.0f} us, "
-        f"p99 {pose['inference']['p99_us']:.0f} us in the process; "
+        f"p99 {pose['inference']['p99_us']:.0f} us in the process; added: frame in p50 "
+        f"{pose['frame_in']['p50_us']:.0f} us p99 {pose['frame_in']['p99_us']:.0f} us, pose out "
+        f"p50 {pose['pose_out']['p50_us']:.0f} us p99 {pose['pose_out']['p99_us']:.0f} us; "
         f"{pose['lost']} lost, {pose['dropped']} dropped"
     )
     for row in results["frame_to_3d"]:

@@ -129,7 +129,8 @@ def test_every_stage_is_measured(results: dict[str, Any]) -> None:
     assert inference["largest_pose_difference"] < 1e-3
     pose = results["pose_process"]
     _positive_numbers(pose, "pose_process")
-    _positive_numbers(pose["inference"], "pose_process inference")
+    for part in ("inference", "frame_in", "pose_out"):
+        _positive_numbers(pose[part], f"pose_process {part}")
     assert math.isfinite(pose["overhead"]["p99_us"])
     assert pose["frames"] >= 2 and pose["frames_per_s"] > 0
     for name in ("triangulate_robust", "triangulate"):
