@@ -12,21 +12,7 @@ reference is the same recorder without the preview, at the same rate, in the sam
 of the highest no-drop rates (goal: within 5%), and the same for the rates kept up in real time.
 """
 
-# ruff: noqa: E402 (the project's packages are imported before the rest: see below)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# This script's folder comes first on sys.path, and it holds scripts named like the project's
-# packages (bench/tracking.py): import the packages before that folder can shadow them.
-_BENCH_DIR = str(Path(__file__).resolve().parent)
-_shadowing = [entry for entry in sys.path if entry in ("", _BENCH_DIR)]
-sys.path[:] = [entry for entry in sys.path if entry not in _shadowing]
-import rig.config  # noqa: F401
-import tracking.settings  # noqa: F401
-
-sys.path[:0] = _shadowing
 
 import argparse
 import contextlib

@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this folder comes first on the import path, and bench/tracking.py would hide
-# the ``tracking`` package: the repository root goes before it.
+# Run as a script, this folder comes first on the import path: the repository root goes before it,
+# so the project's packages come from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import (

@@ -4,14 +4,16 @@ problem found) or carries the reason it ended; the session process's memory grow
 50 MB (VmRSS from /proc at every trial boundary).
 
 Default tier: one session of 4 trials with random per-pulse faults. Slow tier: 100 trials, as 5
-sessions of 20, each session with its own random faults, some of which end every trial early
-(a worker killed, a DAQ overrun, the trigger box unplugged).
+sessions of 20, each session with its own random faults: per-pulse faults in all, and in four of
+them a fault that ends every trial early at a random moment (a camera, the writer, the DAQ
+process or the jump detector killed, a DAQ overrun, the trigger box unplugged: four of these).
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +48,34 @@ class FaultSet:
         return " ".join(line for line in text.splitlines() if line)
 
 
-def random_fault_set(rng: random.Random, trial_ending: bool) -> FaultSet:
-    """Per-pulse faults on a random choice of cameras, a slow disk now and then, and, with
-    ``trial_ending``, maybe one fault that ends each trial early."""
+# Faults that end every trial of a session early: (name, [sim.faults] lines for a time in s).
+TRIAL_ENDING_FAULTS: dict[str, Callable[[str, float], list[str]]] = {
+    "a camera killed": lambda camera, after_s: [
+        f'kill_worker = "camera:{camera}"',
+        f"kill_worker_after_s = {after_s:.2f}",
+    ],
+    "the writer killed": lambda camera, after_s: [
+        'kill_worker = "writer"',
+        f"kill_worker_after_s = {after_s:.2f}",
+    ],
+    "the DAQ process killed": lambda camera, after_s: [
+        'kill_worker = "daq"',
+        f"kill_worker_after_s = {after_s:.2f}",
+    ],
+    "the jump detector killed": lambda camera, after_s: [
+        'kill_worker = "jumps"',
+        f"kill_worker_after_s = {after_s:.2f}",
+    ],
+    "a DAQ overrun": lambda camera, after_s: [f"daq_overrun_after_s = {after_s:.2f}"],
+    "the trigger box unplugged": lambda camera, after_s: [
+        f"triggerbox_unplug_after_s = {after_s:.2f}"
+    ],
+}
+
+
+def random_fault_set(rng: random.Random, trial_ending: str | None) -> FaultSet:
+    """Per-pulse faults on a random choice of cameras, a slow disk now and then, and the fault
+    named ``trial_ending`` (a key of TRIAL_ENDING_FAULTS) at a random moment of each trial."""
     cameras = []
     for camera in CAMERAS:
         if rng.random() < 0.3:
@@ -65,17 +92,9 @@ def random_fault_set(rng: random.Random, trial_ending: bool) -> FaultSet:
     faults = []
     if rng.random() < 0.3:
         faults.append(f"slow_disk_ms_per_frame = {rng.uniform(0, 0.3):.3f}")
-    if trial_ending:
-        after_s = rng.uniform(0.3, 0.9)
-        worker = rng.choice(["camera:" + rng.choice(CAMERAS), "writer", "daq", "jumps"])
-        faults += rng.choice(
-            [
-                [],
-                [f'kill_worker = "{worker}"', f"kill_worker_after_s = {after_s:.2f}"],
-                [f"daq_overrun_after_s = {after_s:.2f}"],
-                [f"triggerbox_unplug_after_s = {after_s:.2f}"],
-            ]
-        )
+    if trial_ending is not None:
+        lines = TRIAL_ENDING_FAULTS[trial_ending](rng.choice(CAMERAS), rng.uniform(0.3, 0.9))
+        faults += lines
     return FaultSet("\n".join(faults), "".join(cameras))
 
 
@@ -168,7 +187,7 @@ def report(label: str, outcome: SessionOutcome, fault_set: FaultSet) -> None:
 @pytest.mark.timeout(900)
 def test_a_short_soak_with_random_faults(tmp_path: Path) -> None:
     seed = fault_seed()
-    fault_set = random_fault_set(random.Random(seed), trial_ending=False)
+    fault_set = random_fault_set(random.Random(seed), trial_ending=None)
     outcome = run_session(tmp_path, 4, fault_set)
     report(f"seed {seed}", outcome, fault_set)
     assert outcome.problems == ()
@@ -182,11 +201,17 @@ def test_a_short_soak_with_random_faults(tmp_path: Path) -> None:
 def test_a_hundred_trials_with_random_faults(tmp_path: Path) -> None:
     seed = fault_seed()
     rng = random.Random(seed)
+    # The first session only per-pulse faults; each other one a different trial-ending fault.
+    endings: list[str | None] = [None, *rng.sample(sorted(TRIAL_ENDING_FAULTS), 4)]
     outcomes = []
-    for number in range(5):
-        fault_set = random_fault_set(rng, trial_ending=number > 0)
+    for number, ending in enumerate(endings):
+        fault_set = random_fault_set(rng, trial_ending=ending)
         outcome = run_session(tmp_path / f"session_{number}", 20, fault_set)
-        report(f"seed {seed}, session {number + 1}", outcome, fault_set)
+        report(
+            f"seed {seed}, session {number + 1} ({ending or 'no trial-ending fault'})",
+            outcome,
+            fault_set,
+        )
         outcomes.append(outcome)
     files = sum(outcome.files for outcome in outcomes)
     fine = sum(outcome.validated + outcome.with_reason for outcome in outcomes)

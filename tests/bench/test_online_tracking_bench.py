@@ -1,4 +1,4 @@
-"""bench/tracking.py: its pieces without TensorFlow, and (slow) the whole --quick run."""
+"""bench/online_tracking.py: its pieces without TensorFlow, and (slow) the whole --quick run."""
 
 from __future__ import annotations
 
@@ -15,12 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-# The package first: the script's file name is the package's name.
-import tracking.triangulation  # noqa: F401
 from acquisition.sim.skeleton import BODY_PARTS
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPOSITORY_ROOT / "bench" / "tracking.py"
+SCRIPT = REPOSITORY_ROOT / "bench" / "online_tracking.py"
 STAGES = {
     "1 bare_get_pose",
     "2 pose_estimator",

@@ -1,6 +1,6 @@
 """Tracking benchmark: online 2D pose and 3D triangulation, next to bare DeepLabCut-Live.
 
-Run: ``.venv/bin/python bench/tracking.py [--quick] [--json PATH]``
+Run: ``.venv/bin/python bench/online_tracking.py [--quick] [--json PATH]``
 
 The physical limit is the model itself: ``dlclive.DLCLive`` (TensorFlow, ``model_type="base"``,
 one compute thread as the rig's pose processes run it) calling ``get_pose`` on 640x480 frames of
@@ -44,9 +44,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-# This script is named after the package it measures, and a script's own folder comes first on
-# the import path: the repository root goes before it, so ``tracking`` is the package (here and
-# in the spawned workers, which inherit the path).
+# Run as a script, this folder comes first on the import path: the repository root goes before it
+# so the spawned workers import the project's packages from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
