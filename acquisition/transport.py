@@ -165,10 +165,12 @@ class Endpoints:
     """The ZeroMQ endpoints of one trial (``ipc://`` on one machine, ``tcp://`` across several).
 
     ``live_frames`` is a template with ``{camera}``: each camera publishes its newest raw frames
-    there for tracking. ``jump_input`` is where the jump detector takes DAQ blocks, pulses and 3D
-    poses. ``monitor`` (empty: none) is where the live preview listens: every live stage connects
-    a PUB socket there and offers what it makes (frames decimated to the preview's rate, DAQ
-    blocks, 2D and 3D poses, jump phase and events, the supervisor's status), never waiting.
+    there for tracking; ``live_frames_by_camera`` names a camera's endpoint outright (a TCP port
+    per camera, where cameras run on several hosts) and wins over the template. ``jump_input``
+    is where the jump detector takes DAQ blocks, pulses and 3D poses. ``monitor`` (empty: none)
+    is where the live preview listens: every live stage connects a PUB socket there and offers
+    what it makes (frames decimated to the preview's rate, DAQ blocks, 2D and 3D poses, jump
+    phase and events, the supervisor's status), never waiting.
     """
 
     control: str
@@ -178,9 +180,18 @@ class Endpoints:
     poses: str = ""
     jump_input: str = ""
     monitor: str = ""
+    live_frames_by_camera: Mapping[str, str] = field(default_factory=dict)
 
     def live_frames_of(self, camera: str) -> str:
-        return self.live_frames.format(camera=camera)
+        return self.live_frames_by_camera.get(camera) or self.live_frames.format(camera=camera)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for a JSON control message (:meth:`from_dict` reads it back)."""
+        return {**asdict(self), "live_frames_by_camera": dict(self.live_frames_by_camera)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Endpoints:
+        return cls(**values)
 
 
 # --- sockets -----------------------------------------------------------------------------------
@@ -212,7 +223,9 @@ def make_socket(
 ) -> zmq.Socket:
     """One socket, configured before it binds or connects (ZeroMQ reads the options then)."""
     socket = context.socket(kind)
-    socket.setsockopt(zmq.LINGER, 2000)
+    # A SUB only receives: all it could leave queued is its subscription to a publisher that has
+    # gone, and lingering on that holds the process's exit up for nothing.
+    socket.setsockopt(zmq.LINGER, 0 if kind == zmq.SUB else 2000)
     for option, value in (options or {}).items():
         socket.setsockopt(option, value)
     if hwm is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -26,7 +27,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handler: Any = args.handler
-    return int(handler(args))
+    try:
+        return int(handler(args))
+    except BrokenPipeError:
+        # Output piped into a reader that stopped early (`rig inspect FILE | head`): not an error
+        # of the command; point stdout at nothing so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +65,24 @@ def _parser() -> argparse.ArgumentParser:
         "--preview-port", type=int, default=8050, help="port of the live preview (default 8050)"
     )
     run.set_defaults(handler=_run)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run one role of the rig's trials on this host, for the console on another "
+        "(docs/multi-host.md)",
+    )
+    worker.add_argument("--config", type=Path, required=True, help="the rig's TOML config")
+    worker.add_argument(
+        "--role",
+        required=True,
+        help="writer, camera:NAME, pose:NAME[+NAME...] or triangulator (one of remote.roles)",
+    )
+    worker.add_argument(
+        "--trials",
+        type=_positive_int,
+        help="end after this many trials (default: run until Ctrl-C or SIGTERM)",
+    )
+    worker.set_defaults(handler=_worker)
 
     devices = commands.add_parser(
         "devices", help="list the cameras, DAQ and serial ports the config would use"
@@ -158,6 +183,19 @@ def _run(args: argparse.Namespace) -> int:
         stream=sys.stdout,
         preview=PreviewOptions(port=args.preview_port) if args.preview else None,
     )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    config = _load(args.config, {})
+    if config is None:
+        return EXIT_USAGE
+    from rig.remote.agent import worker_main
+
+    try:
+        return worker_main(config, args.role, sys.stdout, trials=args.trials)
+    except ConfigError as error:
+        print(f"rig: config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _positive_int(text: str) -> int:

@@ -59,11 +59,36 @@ class TrialConfig:
 
 @dataclass(frozen=True)
 class EndpointsConfig:
-    """ZeroMQ endpoints; empty means ``ipc://`` sockets in a private folder made per trial."""
+    """ZeroMQ endpoints; empty means ``ipc://`` sockets in a private folder made per trial.
 
-    control: str = ""
-    record: str = ""
-    trigger_line: str = ""
+    A rig spread over several hosts (``[remote]``) gives every endpoint as ``tcp://ADDRESS:PORT``:
+    the process that binds it listens on ADDRESS (one of its own host's addresses), the others
+    connect there. The comment says who binds each.
+    """
+
+    control: str = ""  # the console (the supervisor)
+    record: str = ""  # the writer
+    trigger_line: str = ""  # the simulated DAQ (the twin trigger line)
+    poses: str = ""  # the triangulator
+    jump_input: str = ""  # the jump detector
+    monitor: str = ""  # the live preview
+    replay_credit: str = ""  # a replay's DAQ
+    # Each camera's newest raw frames for tracking, by camera name: the camera process.
+    live_frames: dict[str, str] = field(default_factory=dict)
+
+
+# The roles a `rig worker` may take on another host. The DAQ, the trigger box, the jump detector
+# and the live preview stay on the console, which the DAQ and the trigger box are wired to.
+REMOTE_ROLE_KINDS = ("writer", "camera:NAME", "pose:NAMES", "triangulator")
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """Roles that run on other hosts, each started there with ``rig worker --role ROLE``."""
+
+    roles: tuple[str, ...] = ()
+    # How long the console waits for each remote role's `rig worker` to answer before a trial.
+    worker_wait_s: float = field(default=60.0, metadata=gt(0))
 
 
 @dataclass(frozen=True)
@@ -74,6 +99,7 @@ class RigConfig:
     daq: DaqConfig = DaqConfig()
     cameras: tuple[CameraConfig, ...] = ()
     endpoints: EndpointsConfig = EndpointsConfig()
+    remote: RemoteConfig = RemoteConfig()
     sim: SimConfig = SimConfig()
     tracking: TrackingSettings = TrackingSettings()
     # Where the config came from; not a key of the file.
@@ -82,6 +108,24 @@ class RigConfig:
     @property
     def camera_names(self) -> tuple[str, ...]:
         return tuple(camera.name for camera in self.cameras)
+
+    @property
+    def pose_groups(self) -> tuple[tuple[str, ...], ...]:
+        """The cameras of each pose process (one shared process, or one per camera)."""
+        if not self.tracking.enabled:
+            return ()
+        if self.tracking.pose_processes == "shared":
+            return (self.camera_names,)
+        return tuple((name,) for name in self.camera_names)
+
+    @property
+    def remotable_roles(self) -> tuple[str, ...]:
+        """The roles this rig's `rig worker` may take on another host."""
+        roles = ["writer", *(f"camera:{name}" for name in self.camera_names)]
+        if self.tracking.enabled:
+            roles += ["pose:" + "+".join(group) for group in self.pose_groups]
+            roles.append("triangulator")
+        return tuple(roles)
 
     @property
     def samples_per_pulse(self) -> float:
@@ -106,6 +150,12 @@ def load_config(
         raise ConfigError(path, "", "file not found") from None
     except OSError as error:
         raise ConfigError(path, "", f"cannot read: {error.strerror}") from None
+    return parse_config(text, path, overrides)
+
+
+def parse_config(text: str, path: Path | str, overrides: dict[str, Any] | None = None) -> RigConfig:
+    """Validate config TOML ``text``; ``path`` names it in errors and anchors relative paths."""
+    path = Path(path)
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -308,6 +358,44 @@ def _check_rig(config: RigConfig, path: Path) -> None:
             raise ConfigError(path, "tracking.calibration", f"{tracking.calibration}: no such file")
     if config.triggerbox.backend == "serial" and not config.triggerbox.port:
         raise ConfigError(path, "triggerbox.port", "required when triggerbox.backend = 'serial'")
+    _check_endpoints(config, path)
+
+
+def _check_endpoints(config: RigConfig, path: Path) -> None:
+    """Endpoints name real cameras; a rig over several hosts has every endpoint on TCP."""
+    endpoints = config.endpoints
+    for name in endpoints.live_frames:
+        if name not in config.camera_names:
+            raise ConfigError(path, f"endpoints.live_frames.{name}", f"no camera named {name!r}")
+    for i, role in enumerate(config.remote.roles):
+        if role not in config.remotable_roles:
+            raise ConfigError(
+                path,
+                f"remote.roles[{i}]",
+                f"{role!r} cannot run on another host; this rig's remote roles are "
+                f"{', '.join(config.remotable_roles)} (the DAQ, the trigger box, the jump "
+                "detector and the preview stay on the console)",
+            )
+        if role in config.remote.roles[:i]:
+            raise ConfigError(path, f"remote.roles[{i}]", f"{role!r} is listed twice")
+    if not config.remote.roles:
+        return
+    needed = ["control", "record"]
+    if any(camera.needs_twin_trigger_line for camera in config.cameras):
+        needed.append("trigger_line")
+    if config.tracking.enabled:
+        needed += ["poses", "jump_input"]
+        needed += [f"live_frames.{name}" for name in config.camera_names]
+    for key in needed:
+        table, _, name = key.partition(".")
+        value = endpoints.live_frames.get(name, "") if name else getattr(endpoints, table)
+        if not value.startswith("tcp://"):
+            got = f"got {value!r}" if value else "it is not set"
+            raise ConfigError(
+                path,
+                f"endpoints.{key}",
+                f"a rig with [remote] roles needs every endpoint as tcp://ADDRESS:PORT; {got}",
+            )
 
 
 def _join(prefix: str, name: str) -> str:

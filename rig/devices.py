@@ -49,6 +49,9 @@ def print_survey(reports: list[DeviceReport], stream: TextIO) -> None:
 def _cameras(config: RigConfig) -> DeviceReport:
     report = DeviceReport("cameras")
     for camera in config.cameras:
+        if f"camera:{camera.name}" in config.remote.roles:
+            report.found.append(f"{camera.name}: on another host (its `rig worker` checks it)")
+            continue
         if camera.backend == "sim":
             report.found.append(f"{camera.name}: digital twin camera")
             continue

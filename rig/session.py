@@ -100,7 +100,19 @@ def _run_one(supervisor: Any, config: RigConfig, stream: TextIO) -> TrialOutcome
     jump: dict[str, Any] | None = None
     tracking = config.tracking
     end_reason = result.end_reason
-    if tracking.enabled and tracking.complete_after_trial and result.writer_summary:
+    written_here = result.path.exists()
+    if not written_here and result.writer_summary:
+        # A writer on another host (rig worker) wrote the file there.
+        stream.write(
+            f"\nthe file is on the writer's host; complete its tracking there with "
+            f"`rig track {result.path}`\n"
+        )
+    if (
+        tracking.enabled
+        and tracking.complete_after_trial
+        and result.writer_summary
+        and written_here
+    ):
         try:
             jump = complete_and_report(result.path, config, stream)
         except KeyboardInterrupt:
@@ -191,9 +203,9 @@ def _preview_server(config: RigConfig, preview: PreviewOptions, stream: TextIO) 
     from rig.preview import PreviewServer
 
     with tempfile.TemporaryDirectory(prefix="jumprig-preview-") as folder:
-        server = PreviewServer(
-            config, f"ipc://{folder}/monitor", host=preview.host, port=preview.port
-        )
+        # Workers on other hosts reach the preview only through a configured tcp:// endpoint.
+        endpoint = config.endpoints.monitor or f"ipc://{folder}/monitor"
+        server = PreviewServer(config, endpoint, host=preview.host, port=preview.port)
         server.start()
         try:
             stream.write(f"live preview: {server.url}\n")

@@ -11,8 +11,10 @@ runs; a worker that dies or falls silent ends the trial, with the reason recorde
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import enum
+import json
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -29,10 +31,9 @@ from typing import Any
 
 import zmq
 
-from acquisition.camera_process import CameraFactory, make_camera, role_of, run_camera
+from acquisition.camera_process import CameraFactory, make_camera, role_of
 from acquisition.control import HEARTBEAT_TIMEOUT_S, decode, encode
-from acquisition.daq_process import DaqFactory, make_daq, run_daq
-from acquisition.sim.skeleton import BODY_PARTS
+from acquisition.daq_process import DaqFactory, make_daq
 from acquisition.transport import (
     MONITOR_HWM,
     TOPIC_STATUS,
@@ -43,17 +44,17 @@ from acquisition.transport import (
 )
 from rig.calibration_record import trial_camera_group
 from rig.config import RigConfig
+from rig.remote.handle import RemoteWorkerProcess, WorkerHostInfo
+from rig.remote.protocol import CONSOLE_PING_S, agent_identity, role_of_agent
 from rig.versions import software_versions
-from rig.writer_process import run_writer, trial_jump_channels
+from rig.workers import DAQ, WRITER, TrialPlan, camera_factory_spec, worker_call
+from rig.writer_process import trial_jump_channels
 from tracking.jump_process import ROLE as JUMPS
 from tracking.jump_process import STREAM as JUMP_STREAM
-from tracking.jump_process import run_jump_detector
-from tracking.pose import read_model_folder
-from tracking.pose_process import pose_stream, run_pose
+from tracking.pose_process import pose_stream
 from tracking.pose_process import role_of as pose_role
 from tracking.triangulator_process import ROLE as TRIANGULATOR
 from tracking.triangulator_process import STREAM as POSE3D_STREAM
-from tracking.triangulator_process import run_triangulator
 
 log = logging.getLogger("supervisor")
 
@@ -90,7 +91,8 @@ class TrialAborted(RuntimeError):
 @dataclass
 class WorkerState:
     role: str
-    process: multiprocessing.process.BaseProcess
+    # A process on this host, or one that a `rig worker` runs on another (rig.remote).
+    process: multiprocessing.process.BaseProcess | RemoteWorkerProcess
     ready_info: dict[str, Any] | None = None
     status: dict[str, Any] = field(default_factory=dict)
     last_heard_s: float = 0.0
@@ -214,7 +216,8 @@ class Supervisor:
         out.mkdir(parents=True, exist_ok=True)
         needed = estimate_trial_bytes(config, duration_s) + config.trial.disk_margin_bytes
         free = shutil.disk_usage(out).free
-        if free < needed:
+        # A writer on another host writes to its own disk, which this host cannot measure.
+        if free < needed and WRITER not in config.remote.roles:
             raise OSError(
                 f"{out}: {free / 1e6:.0f} MB free, the trial needs about {needed / 1e6:.0f} MB"
             )
@@ -238,35 +241,44 @@ class Supervisor:
             **(extra_root_attrs or {}),
         }
         with tempfile.TemporaryDirectory(prefix="jumprig-") as ipc_dir:
-            endpoints = self._endpoints(Path(ipc_dir))
             calibration_path = ""
+            calibration_toml = ""
             if config.tracking.enabled:
                 camera_group = trial_camera_group(config)
                 if camera_group is None:
                     raise OSError("tracking needs a calibration (tracking.calibration)")
                 calibration_path = str(Path(ipc_dir) / "calibration.toml")
                 camera_group.save(calibration_path)
+                calibration_toml = Path(calibration_path).read_text()
+            plan = TrialPlan(
+                trial_id=trial_id,
+                trial_path=str(path),
+                root_attrs=root_attrs,
+                endpoints=self._endpoints(Path(ipc_dir)),
+                calibration_toml=calibration_toml,
+            )
             run = _TrialRun(
                 config,
-                endpoints,
+                plan,
                 self._spawn,
                 on_status,
                 calibration_path,
                 self.camera_factory,
                 self.daq_factory,
-                trial_id,
             )
-            return run.execute(path, trial_id, root_attrs, duration_s)
+            return run.execute(duration_s)
 
     def _endpoints(self, ipc_dir: Path) -> Endpoints:
+        """The config's endpoints; ``ipc://`` sockets in ``ipc_dir`` for those it leaves empty."""
         configured = self.config.endpoints
         return Endpoints(
             control=configured.control or f"ipc://{ipc_dir}/control",
             record=configured.record or f"ipc://{ipc_dir}/record",
             trigger_line=configured.trigger_line or f"ipc://{ipc_dir}/trigger_line",
             live_frames=f"ipc://{ipc_dir}/live_{{camera}}",
-            poses=f"ipc://{ipc_dir}/poses",
-            jump_input=f"ipc://{ipc_dir}/jump_input",
+            live_frames_by_camera=dict(configured.live_frames),
+            poses=configured.poses or f"ipc://{ipc_dir}/poses",
+            jump_input=configured.jump_input or f"ipc://{ipc_dir}/jump_input",
             monitor=self.monitor_endpoint,
         )
 
@@ -277,20 +289,20 @@ class _TrialRun:
     def __init__(
         self,
         config: RigConfig,
-        endpoints: Endpoints,
+        plan: TrialPlan,
         spawn: Any,
         on_status: Callable[[StatusSnapshot], None] | None,
         calibration_path: str,
         camera_factory: CameraFactory,
         daq_factory: DaqFactory,
-        trial_id: str,
     ) -> None:
         self.config = config
+        self.plan = plan
         self.camera_factory = camera_factory
         self.daq_factory = daq_factory
-        self.trial_id = trial_id
+        self.trial_id = plan.trial_id
         self.calibration_path = calibration_path
-        self.endpoints = endpoints
+        self.endpoints = endpoints = plan.endpoints
         self.spawn = spawn
         self.on_status = on_status
         self.state = TrialState.STARTING
@@ -313,16 +325,20 @@ class _TrialRun:
         self.running_since_s: float | None = None
         self.triggerbox: Any = None
         self.triggerbox_silent_polls = 0
+        # Roles that `rig worker`s run on other hosts, and what their hosts last said.
+        self.remote_roles = set(config.remote.roles)
+        self.worker_hosts: dict[str, WorkerHostInfo] = {}
+        self.next_ping_s = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def execute(
-        self, path: Path, trial_id: str, root_attrs: dict[str, Any], duration_s: float
-    ) -> TrialResult:
+    def execute(self, duration_s: float) -> TrialResult:
+        path = Path(self.plan.trial_path)
         end_reason = "completed"
         interrupted = False
         try:
-            self._start(path, root_attrs)
+            self._await_worker_hosts()
+            self._start()
             self._run_for(duration_s)
         except KeyboardInterrupt as interrupt:
             end_reason = (
@@ -343,7 +359,7 @@ class _TrialRun:
             writer_summary = self._stop(end_reason)
         except KeyboardInterrupt:
             interrupted = True
-            self.abort.set()
+            self._abort_workers()
         finally:
             self._reap()
         completed = end_reason == "completed" and not interrupted and bool(writer_summary)
@@ -353,54 +369,22 @@ class _TrialRun:
             end_reason += _mark_unfinished(path, end_reason)
         return TrialResult(
             path=path,
-            trial_id=trial_id,
+            trial_id=self.trial_id,
             end_reason=writer_summary.get("end_reason", end_reason),
             completed=completed,
             writer_summary=writer_summary,
             duration_s=time.monotonic() - (self.running_since_s or self.started_s),
         )
 
-    def _start(self, path: Path, root_attrs: dict[str, Any]) -> None:
+    def _start(self) -> None:
         config = self.config
-        self._spawn_worker(
-            "writer", run_writer, (config, self.endpoints, str(path), root_attrs, self.abort)
-        )
-        self._await_ready(["writer"])
+        self._start_worker(WRITER)
+        self._await_ready([WRITER])
         trackers = self._start_trackers()
-        twin_cameras = [c.name for c in config.cameras if c.needs_twin_trigger_line]
-        camera_roles = []
-        for camera in config.cameras:
-            role = role_of(camera.name)
-            camera_roles.append(role)
-            self._spawn_worker(
-                role,
-                run_camera,
-                (
-                    camera,
-                    config.sim,
-                    config.camera_names,
-                    self.endpoints,
-                    self.abort,
-                    config.tracking.enabled,
-                    self.camera_factory,
-                    config.tracking.infer_every_n_frames,
-                ),
-            )
-        self._spawn_worker(
-            "daq",
-            run_daq,
-            (
-                config.daq,
-                config.trigger,
-                config.triggerbox,
-                config.sim,
-                self.endpoints,
-                twin_cameras,
-                self.abort,
-                self.daq_factory,
-            ),
-        )
-        self._await_ready([*camera_roles, "daq"])
+        camera_roles = [role_of(name) for name in config.camera_names]
+        for role in [*camera_roles, DAQ]:
+            self._start_worker(role)
+        self._await_ready([*camera_roles, DAQ])
         for role in trackers:
             self._command(role, "start")
         for role in camera_roles:
@@ -416,57 +400,20 @@ class _TrialRun:
         """Pose, triangulator and jump detector processes (before the cameras and the DAQ, so
         no frame or sample is missed)."""
         roles = self._start_pose_trackers()
-        channels = trial_jump_channels(self.config)
-        if channels is not None:
-            config = self.config
-            body_parts = (
-                read_model_folder(config.tracking.model_for(config.camera_names[0])).body_parts
-                if config.tracking.enabled
-                else BODY_PARTS
-            )
-            self._spawn_worker(
-                JUMPS,
-                run_jump_detector,
-                (
-                    config.daq.rate_hz,
-                    channels,
-                    tuple(body_parts),
-                    len(config.cameras),
-                    config.tracking.enabled,
-                    self.endpoints,
-                    self.abort,
-                ),
-            )
+        if trial_jump_channels(self.config) is not None:
+            self._start_worker(JUMPS)
             self._await_ready([JUMPS])
             self.jump_detector = True
             roles.append(JUMPS)
         return roles
 
     def _start_pose_trackers(self) -> list[str]:
-        config = self.config
-        if not config.tracking.enabled:
+        if not self.config.tracking.enabled:
             return []
-        sizes = [(c.name, c.height, c.width) for c in config.cameras]
-        groups = [sizes] if config.tracking.pose_processes == "shared" else [[s] for s in sizes]
-        roles = []
-        for cameras in groups:
-            role = pose_role([name for name, _, _ in cameras])
-            self._spawn_worker(
-                role, run_pose, (cameras, config.tracking, self.endpoints, self.abort)
-            )
-            roles.append(role)
-        self._spawn_worker(
-            TRIANGULATOR,
-            run_triangulator,
-            (
-                config.camera_names,
-                self.calibration_path,
-                config.tracking,
-                self.endpoints,
-                self.abort,
-            ),
-        )
+        roles = [pose_role(group) for group in self.config.pose_groups]
         roles.append(TRIANGULATOR)
+        for role in roles:
+            self._start_worker(role)
         self._await_ready(roles)
         self.pose_roles = roles[:-1]
         return roles
@@ -497,7 +444,7 @@ class _TrialRun:
         if writer is None or writer.error is not None or not self._alive("writer"):
             # Nothing can be recorded any more: let every worker go at once rather than drain its
             # stream into a writer that is gone (a camera would wait out its final sends).
-            self.abort.set()
+            self._abort_workers()
         # Seconds from the start of the pulse train to the decision to stop (for the file).
         stop_after_s = time.monotonic() - (self.running_since_s or self.started_s)
         triggerbox_report: dict[str, Any] = {}
@@ -553,13 +500,17 @@ class _TrialRun:
     def _reap(self) -> None:
         if self.triggerbox is not None:
             self.triggerbox.close()
-        self.abort.set()
+        self._abort_workers()
         for worker in self.workers.values():
-            worker.process.join(timeout=5.0)
-            if worker.process.is_alive():
+            process = worker.process
+            if isinstance(process, RemoteWorkerProcess):
+                continue
+            process.join(timeout=5.0)
+            if process.is_alive():
                 log.warning("%s did not exit; terminating it", worker.role)
-                worker.process.terminate()
-                worker.process.join(timeout=2.0)
+                process.terminate()
+                process.join(timeout=2.0)
+        self._reap_remote()
         self.router.close()
         if self.monitor is not None:
             self.monitor.close(linger=0)
@@ -598,7 +549,10 @@ class _TrialRun:
             log.warning("sim.faults.kill_worker: no worker %r", role)
             return
         log.warning("fault injected: killing %s", role)
-        os.kill(worker.process.pid, signal.SIGKILL)
+        if isinstance(worker.process, RemoteWorkerProcess):
+            self._send_to_worker_host(role, "kill")
+        else:
+            os.kill(worker.process.pid, signal.SIGKILL)
 
     def _poll_triggerbox(self) -> None:
         from acquisition.triggerbox.serial_box import NoReply
@@ -628,10 +582,120 @@ class _TrialRun:
 
     # --- workers ----------------------------------------------------------------------------------
 
-    def _spawn_worker(self, role: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
-        process = self.spawn.Process(target=target, args=args, name=role)
+    def _start_worker(self, role: str) -> None:
+        """Start ``role``'s process here, or have its worker host start it (rig.remote)."""
+        if role in self.remote_roles:
+            self._launch_remote(role)
+            return
+        call = worker_call(
+            role,
+            self.config,
+            self.plan,
+            self.abort,
+            self.calibration_path,
+            self.camera_factory,
+            self.daq_factory,
+        )
+        process = self.spawn.Process(target=call.target, args=call.args, name=role)
         process.start()
         self.workers[role] = WorkerState(role=role, process=process, last_heard_s=time.monotonic())
+
+    # --- workers on other hosts (rig.remote) ------------------------------------------------------
+
+    def _await_worker_hosts(self) -> None:
+        """Wait until the `rig worker` of every remote role has said hello; record who is where."""
+        if not self.remote_roles:
+            return
+        wait_s = self.config.remote.worker_wait_s
+        deadline = time.monotonic() + wait_s
+        while missing := sorted(self.remote_roles - set(self.worker_hosts)):
+            if time.monotonic() > deadline:
+                raise TrialAborted(
+                    f"no `rig worker` answered within {wait_s:g} s for {', '.join(missing)} "
+                    f"(start `rig worker --config FILE --role ROLE` on its host; the console "
+                    f"listens at {self.endpoints.control})"
+                )
+            self._pump(0.05)
+        # Where each remote role ran, for the file (the console's host is the root's "host").
+        hosts = {role: info.host for role, info in sorted(self.worker_hosts.items())}
+        root_attrs = {**self.plan.root_attrs, "worker_hosts": json.dumps(hosts)}
+        self.plan = dataclasses.replace(self.plan, root_attrs=root_attrs)
+        version = software_versions()["version_jumprig"]
+        for info in self.worker_hosts.values():
+            if info.version != version:
+                raise TrialAborted(
+                    f"the worker host of {info.role} ({info.host}) runs jumprig {info.version}, "
+                    f"the console {version}: the same version must run everywhere"
+                )
+
+    def _launch_remote(self, role: str) -> None:
+        info = self.worker_hosts[role]
+        process = RemoteWorkerProcess(role, info.host)
+        self.workers[role] = WorkerState(role=role, process=process, last_heard_s=time.monotonic())
+        self._send_to_worker_host(
+            role,
+            "launch",
+            config_toml=self.config.to_toml(),
+            plan=self.plan.as_message(),
+            camera_factory=camera_factory_spec(self.camera_factory),
+        )
+
+    def _send_to_worker_host(self, role: str, type_: str, **fields: Any) -> None:
+        self._send(agent_identity(role), type_, **fields)
+
+    def _on_worker_host_message(self, role: str, message: dict[str, Any]) -> None:
+        if role not in self.remote_roles:
+            log.warning("a `rig worker` for %r, which this rig runs here, is ignored", role)
+            return
+        kind = message["type"]
+        if kind == "hello":
+            self.worker_hosts[role] = WorkerHostInfo(
+                role=role,
+                host=str(message.get("host", "?")),
+                pid=int(message.get("pid", 0)),
+                version=str(message.get("version", "?")),
+            )
+            return
+        worker = self.workers.get(role)
+        if worker is not None and isinstance(worker.process, RemoteWorkerProcess):
+            worker.process.on_message(message)
+
+    def _ping_worker_hosts(self) -> None:
+        """Tell the worker hosts that run a process of this trial that the console is there."""
+        if not self.remote_roles or time.monotonic() < self.next_ping_s:
+            return
+        self.next_ping_s = time.monotonic() + CONSOLE_PING_S
+        for role, worker in self.workers.items():
+            if isinstance(worker.process, RemoteWorkerProcess) and not worker.process.ended:
+                self._send_to_worker_host(role, "ping")
+
+    def _abort_workers(self) -> None:
+        """End every worker now, here and on other hosts."""
+        self.abort.set()
+        for role, worker in self.workers.items():
+            process = worker.process
+            if isinstance(process, RemoteWorkerProcess) and not process.ended and not worker.done:
+                with contextlib.suppress(zmq.ZMQError):
+                    self.router.send_multipart(
+                        [agent_identity(role).encode(), encode({"type": "abort"})]
+                    )
+
+    def _reap_remote(self) -> None:
+        """Wait for the worker processes on other hosts to end; kill those that do not."""
+        remote = [
+            worker.process
+            for worker in self.workers.values()
+            if isinstance(worker.process, RemoteWorkerProcess)
+        ]
+        for grace_s, last_resort in ((5.0, "kill"), (2.0, "")):
+            deadline = time.monotonic() + grace_s
+            while any(p.is_alive() for p in remote) and time.monotonic() < deadline:
+                self._pump(0.05)
+            if last_resort:
+                for process in remote:
+                    if process.is_alive():
+                        log.warning("%s did not exit; killing it", process.name)
+                        self._send_to_worker_host(process.role, last_resort)
 
     def _pump(self, timeout_s: float) -> None:
         """Take in every control message that arrives within ``timeout_s``."""
@@ -641,6 +705,10 @@ class _TrialRun:
             if not self.router.poll(remaining_ms, zmq.POLLIN):
                 return
             identity, raw = self.router.recv_multipart()
+            host_role = role_of_agent(identity.decode())
+            if host_role is not None:
+                self._on_worker_host_message(host_role, decode(raw))
+                continue
             worker = self.workers.get(identity.decode())
             if worker is None:
                 log.warning("message from unknown worker %r", identity)
@@ -663,14 +731,12 @@ class _TrialRun:
 
     def _check_health(self) -> None:
         now = time.monotonic()
+        self._ping_worker_hosts()
         for worker in self.workers.values():
             if worker.done is not None:
                 continue
             if not worker.process.is_alive():
-                self._fail(
-                    worker.error
-                    or f"{worker.role} process died (exit code {worker.process.exitcode})"
-                )
+                self._fail(_death_reason(worker))
             elif worker.ready_info is not None and now - worker.last_heard_s > HEARTBEAT_TIMEOUT_S:
                 # Before READY a worker may be importing heavy libraries: only liveness counts.
                 self._fail(f"{worker.role} stopped answering for {now - worker.last_heard_s:.1f} s")
@@ -717,11 +783,10 @@ class _TrialRun:
             self._fail(str(error))
 
     def _check_health_quiet(self, role: str) -> None:
+        self._ping_worker_hosts()
         worker = self.workers[role]
         if not worker.process.is_alive() and worker.done is None:
-            raise TrialAborted(
-                worker.error or f"{role} process died (exit code {worker.process.exitcode})"
-            )
+            raise TrialAborted(_death_reason(worker))
 
     def _await_ready(self, roles: list[str]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -746,13 +811,12 @@ class _TrialRun:
                 self._fail(f"did not finish within {timeout_s} s: {', '.join(pending)}")
                 break
             self._pump(0.05)
+            self._ping_worker_hosts()
             self._report_status()
         for role in roles:
             worker = self.workers[role]
             if worker.done is None:
-                self._fail(
-                    worker.error or f"{role} process died (exit code {worker.process.exitcode})"
-                )
+                self._fail(_death_reason(worker))
 
     def _report_status(self) -> None:
         if self.on_status is None and self.monitor is None:
@@ -791,3 +855,12 @@ class _TrialRun:
             )
             with contextlib.suppress(zmq.Again):
                 send_message(self.monitor, TOPIC_STATUS, header, flags=zmq.NOBLOCK)
+
+
+def _death_reason(worker: WorkerState) -> str:
+    """Why a worker ended without its summary, in words for the file's end_reason."""
+    if worker.error:
+        return worker.error
+    if isinstance(worker.process, RemoteWorkerProcess):
+        return worker.process.death_reason()
+    return f"{worker.role} process died (exit code {worker.process.exitcode})"

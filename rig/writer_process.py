@@ -354,6 +354,8 @@ def _run(
     terminated: list[str],
 ) -> None:
     pull = make_socket(context, zmq.PULL, endpoints.record, bind=True, hwm=RECORD_HWM)
+    # On the console the supervisor made the folder; a writer on another host makes its own.
+    trial_path.parent.mkdir(parents=True, exist_ok=True)
     writer = TrialFileWriter.create(
         trial_path,
         root_attrs=root_attrs,

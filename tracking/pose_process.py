@@ -212,8 +212,12 @@ def _run(
     for name in frames:
         send_message(record, TOPIC_EOS, eos_header(pose_stream(name), seq[name]))
         send_message(poses, TOPIC_EOS, eos_header(pose_stream(name), seq[name]))
-    for socket in [*frames.values(), record, poses]:
+    for socket in [record, poses]:
         socket.close(linger=RECORD_LINGER_MS)
+    # The frame subscriptions only receive; with a linger their subscription messages to cameras
+    # that have exited held the process's exit up for the whole linger (30 s).
+    for socket in frames.values():
+        socket.close(linger=0)
     if monitor is not None:
         monitor.close(linger=0)
     for estimator in estimators.values():
