@@ -127,6 +127,16 @@ def _parser() -> argparse.ArgumentParser:
     add_replay_arguments(replay)
     replay.set_defaults(handler=_replay)
 
+    from rig.batch.command import add_batch_arguments
+
+    batch = commands.add_parser(
+        "batch",
+        help="replay many recorded trials at full speed on Dask (a local cluster or "
+        "--scheduler), skipping those already done, and tabulate every jump",
+    )
+    add_batch_arguments(batch)
+    batch.set_defaults(handler=_batch)
+
     recover = commands.add_parser(
         "recover",
         help="say what a trial file that was not closed holds, and mark it incomplete",
@@ -254,6 +264,14 @@ def _replay(args: argparse.Namespace) -> int:
     # SIGTERM ends a replay like Ctrl-C, as it ends a trial.
     signal.signal(signal.SIGTERM, _interrupt)
     return replay_main(args)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from rig.batch.command import batch_main
+
+    # SIGTERM ends a batch like Ctrl-C: the finished trials are kept, the rest resumes later.
+    signal.signal(signal.SIGTERM, _interrupt)
+    return batch_main(args)
 
 
 def _recover(args: argparse.Namespace) -> int:
