@@ -69,7 +69,7 @@ def run_session(
             except PreviewError as error:
                 stream.write(f"rig: the live preview cannot start: {error}\n")
                 return EXIT_TRIAL_FAILED
-        from rig.supervisor import Supervisor
+        from rig.supervisor import Supervisor, TrialNotStarted
 
         supervisor = Supervisor(config, monitor_endpoint=monitor_endpoint)
         for number in range(trials):
@@ -77,7 +77,7 @@ def run_session(
                 stream.write(f"\n=== trial {number + 1} of {trials} ===\n")
             try:
                 outcome = _run_one(supervisor, config, stream)
-            except OSError as error:  # e.g. not enough free disk: nothing was started
+            except (OSError, TrialNotStarted) as error:  # not enough disk, a worker host missing
                 stream.write(f"rig: cannot start the trial: {error}\n")
                 break
             outcomes.append(outcome)

@@ -88,6 +88,10 @@ class TrialAborted(RuntimeError):
     """The trial cannot go on (a worker died, a device failed); the message says why."""
 
 
+class TrialNotStarted(RuntimeError):
+    """Nothing of the trial was started (a worker host did not answer); the message says why."""
+
+
 @dataclass
 class WorkerState:
     role: str
@@ -338,6 +342,10 @@ class _TrialRun:
         interrupted = False
         try:
             self._await_worker_hosts()
+        except BaseException:
+            self._reap()
+            raise
+        try:
             self._start()
             self._run_for(duration_s)
         except KeyboardInterrupt as interrupt:
@@ -460,7 +468,8 @@ class _TrialRun:
             self._await_done(["daq"])
         cameras = [role_of(name) for name in self.config.camera_names]
         live_cameras = [role for role in cameras if self._alive(role)]
-        pulses_sent = int((self.workers["daq"].done or {}).get("pulses", 0))
+        daq = self.workers.get(DAQ)
+        pulses_sent = int((daq.done or {}).get("pulses", 0)) if daq is not None else 0
         for role in live_cameras:
             self._try_command(role, "stop", pulses_sent=pulses_sent)
         self._await_done(live_cameras)
@@ -610,7 +619,7 @@ class _TrialRun:
         deadline = time.monotonic() + wait_s
         while missing := sorted(self.remote_roles - set(self.worker_hosts)):
             if time.monotonic() > deadline:
-                raise TrialAborted(
+                raise TrialNotStarted(
                     f"no `rig worker` answered within {wait_s:g} s for {', '.join(missing)} "
                     f"(start `rig worker --config FILE --role ROLE` on its host; the console "
                     f"listens at {self.endpoints.control})"
@@ -623,7 +632,7 @@ class _TrialRun:
         version = software_versions()["version_jumprig"]
         for info in self.worker_hosts.values():
             if info.version != version:
-                raise TrialAborted(
+                raise TrialNotStarted(
                     f"the worker host of {info.role} ({info.host}) runs jumprig {info.version}, "
                     f"the console {version}: the same version must run everywhere"
                 )

@@ -62,6 +62,13 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "with REPLAY_FILE, compare FILE with that file and replay nothing",
     )
     parser.add_argument(
+        "--hosts",
+        type=Path,
+        metavar="RIG_TOML",
+        help="run roles of the replay on other hosts: the [endpoints] and [remote] tables of "
+        "this rig config, served by their `rig worker`s (docs/multi-host.md)",
+    )
+    parser.add_argument(
         "--open-timeout-s",
         type=float,
         default=OPEN_TIMEOUT_S,
@@ -124,6 +131,7 @@ def _replay(args: argparse.Namespace, speed: ReplaySpeed, out: TextIO) -> Replay
         on_status=printer,
         on_progress=lambda line: print(f"  {line}", file=out, flush=True),
         open_timeout_s=args.open_timeout_s,
+        hosts=args.hosts,
     )
     printer.finish()
     print_trial_summary(result.trial, out)

@@ -8,7 +8,9 @@ What changes, and why:
 - the trigger source becomes ``daq_counter``: the pulses are in the recorded trigger line, which
   the replay DAQ plays back as sampled; there is no trigger box to start;
 - the twin's fault knobs are all off: a replay reproduces the recorded drops, it adds none;
-- endpoints go back to the per-trial ``ipc://`` defaults (a replay runs on one machine);
+- endpoints go back to the per-trial ``ipc://`` defaults (a replay runs on one machine), unless
+  ``hosts`` names a rig config whose ``[endpoints]`` and ``[remote]`` spread it over several
+  (``rig replay --hosts``, docs/multi-host.md);
 - the camera processes may buffer more frames
   (:data:`~rig.replay.pacing.REPLAY_MIN_BUFFERED_FRAMES`), so a fast replay never drops one
   while the pacing reacts;
@@ -45,8 +47,10 @@ def replay_config(
     model: Path | None = None,
     calibration: Path | None = None,
     tracking: bool | None = None,
+    hosts: Path | None = None,
 ) -> RigConfig:
-    """The config to replay ``recorded`` with; ``tracking`` None keeps the recorded choice."""
+    """The config to replay ``recorded`` with; ``tracking`` None keeps the recorded choice;
+    ``hosts`` is a rig config whose ``[endpoints]`` and ``[remote]`` tables the replay takes."""
     try:
         table = tomllib.loads(recorded.config_toml)
     except tomllib.TOMLDecodeError as error:
@@ -69,17 +73,38 @@ def replay_config(
         tracking_table["enabled"] = True
     if tracking is not None:
         tracking_table["enabled"] = tracking
+    host_tables = read_host_tables(hosts) if hosts is not None else {}
+    table.update(host_tables)
     with tempfile.TemporaryDirectory(prefix="jumprig-replay-config-") as folder:
         path = Path(folder) / "replay.toml"
         path.write_text(tomli_w.dumps(table))
         try:
             config = load_config(path)
         except ConfigError as error:
+            if error.key.split(".")[0] in host_tables:
+                raise ReplayConfigError(f"{hosts}: key '{error.key}': {error.problem}") from None
             raise ReplayConfigError(
                 f"{recorded.path}: {CONFIG_ATTRIBUTE}, key '{error.key}': {error.problem}"
             ) from None
     _check_matches_file(config, recorded)
     return dataclasses.replace(config, source_path=f"{recorded.path} ({CONFIG_ATTRIBUTE})")
+
+
+HOST_TABLES = ("endpoints", "remote")
+
+
+def read_host_tables(path: Path) -> dict[str, Any]:
+    """The ``[endpoints]`` and ``[remote]`` tables of the rig config at ``path``."""
+    try:
+        table = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ReplayConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ReplayConfigError(f"{path}: not valid TOML: {error}") from None
+    tables = {name: table[name] for name in HOST_TABLES if name in table}
+    if "remote" not in tables:
+        raise ReplayConfigError(f"{path}: no [remote] table: nothing would run on another host")
+    return tables
 
 
 def _swap_devices(table: dict[str, Any]) -> None:

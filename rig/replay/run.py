@@ -34,7 +34,7 @@ from rig.complete_tracking import CompletionSummary, complete_tracking
 from rig.config import RigConfig
 from rig.replay import DEFAULT_OUTPUT_FOLDER, OPEN_TIMEOUT_S
 from rig.replay.cameras import ReplayCameraFactory
-from rig.replay.config import replay_config
+from rig.replay.config import ReplayConfigError, replay_config
 from rig.replay.daq import ReplayDaqFactory
 from rig.replay.pacing import (
     PAUSE_BACKLOG_FRAMES,
@@ -180,21 +180,36 @@ def replay_trial(
     on_status: Callable[[StatusSnapshot], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
     open_timeout_s: float = OPEN_TIMEOUT_S,
+    hosts: Path | None = None,
 ) -> ReplayResult:
     """Replay ``source`` into a new trial file in ``output_dir`` (default: ``replays`` beside it).
 
     ``model``/``calibration`` replace the recorded ones, ``tracking`` switches tracking on or off
     (None: as recorded); with ``complete`` the tracking is completed after the trial, as
-    ``rig run`` does. Raises TrialFileError for a bad source file and ReplayConfigError for a
-    config that cannot be replayed, before any process starts.
+    ``rig run`` does. ``hosts``: a rig config whose ``[endpoints]`` and ``[remote]`` run roles of
+    the replay on other hosts, through their ``rig worker`` (docs/multi-host.md). Raises
+    TrialFileError for a bad source file and ReplayConfigError for a config that cannot be
+    replayed, before any process starts.
     """
     source = Path(source)
     started_s = time.monotonic()
     recorded = check_recording(source, timeout_s=open_timeout_s)
     output = Path(output_dir) if output_dir is not None else source.parent / DEFAULT_OUTPUT_FOLDER
     config = replay_config(
-        recorded, output_dir=output, model=model, calibration=calibration, tracking=tracking
+        recorded,
+        output_dir=output,
+        model=model,
+        calibration=calibration,
+        tracking=tracking,
+        hosts=hosts,
     )
+    remote_cameras = [role for role in config.remote.roles if role.startswith("camera:")]
+    if remote_cameras and not config.endpoints.replay_credit.startswith("tcp://"):
+        raise ReplayConfigError(
+            f"{hosts}: key 'endpoints.replay_credit': replay cameras on other hosts "
+            f"({', '.join(remote_cameras)}) report their progress to the replay's DAQ there: "
+            "it must be tcp://ADDRESS:PORT of this host"
+        )
     provenance = _provenance(recorded, config, speed, model, calibration)
     run_phase_s = running_phase_s(speed, recorded.duration_s)
     with (
@@ -203,7 +218,7 @@ def replay_trial(
     ):
         # Hashed while the replay runs (hashlib lets go of the GIL); written once the file closes.
         digest = hasher.submit(file_sha256, source)
-        credit_endpoint = f"ipc://{folder}/credit"
+        credit_endpoint = config.endpoints.replay_credit or f"ipc://{folder}/credit"
         context = zmq.Context()
         sender = CreditSender(context, credit_endpoint)
         governor = BacklogGovernor(sender, recorded, on_status)
