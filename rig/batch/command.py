@@ -274,7 +274,7 @@ def _dask_client(workers: int | None, scheduler: str | None) -> Iterator[tuple[A
             raise BatchInputError(f"cannot reach the Dask scheduler {scheduler}: {error}") from None
         with client:
             count = len(client.scheduler_info().get("workers", {}))
-            yield client, f"the Dask scheduler {scheduler} ({count} workers now)"
+            yield client, f"the Dask scheduler {scheduler} ({_plural(count, 'worker')} now)"
         return
     count = workers or default_workers()
     # No dashboard: it needs bokeh, which the rig does not install; progress goes to the console.
@@ -329,7 +329,7 @@ def _progress_line(
         f"{time.monotonic() - started_s:.0f} s"
     )
     name = Path(latest.source).name
-    jumps = f"{len(latest.jumps)} jump{'' if len(latest.jumps) == 1 else 's'}"
+    jumps = _plural(len(latest.jumps), "jump")
     if latest.status == STATUS_DONE_OUTCOME:
         what = f"replayed {name} in {latest.wall_s:.1f} s, {jumps} [{latest.worker}]"
         if latest.message:
@@ -348,22 +348,27 @@ def print_summary(report: BatchReport, out: TextIO) -> None:
     trials_with_jumps = sum(bool(outcome.jumps) for outcome in report.outcomes)
     _say(
         out,
-        f"\nrig batch: {report.count(STATUS_DONE_OUTCOME)} trials replayed, "
+        f"\nrig batch: {_plural(report.count(STATUS_DONE_OUTCOME), 'trial')} replayed, "
         f"{report.count(STATUS_SKIPPED)} skipped (finished earlier), {len(failed)} failed, "
         f"in {report.wall_s:.0f} s; outputs in {report.output_folder}",
     )
     if report.metrics_parquet is not None and report.metrics_csv is not None:
         _say(
             out,
-            f"  jump metrics: {report.jumps} jumps of {trials_with_jumps} trials in "
-            f"{report.metrics_parquet.name} and {report.metrics_csv.name}",
+            f"  jump metrics: {_plural(report.jumps, 'jump')} of "
+            f"{_plural(trials_with_jumps, 'trial')} in {report.metrics_parquet.name} and "
+            f"{report.metrics_csv.name}",
         )
     if report.left_out:
-        _say(out, f"  {len(report.left_out)} files left out (not trial files)")
+        _say(out, f"  {_plural(len(report.left_out), 'file')} left out (not trial files)")
     for outcome in failed:
         _say(out, f"  failed: {outcome.source}:\n    {outcome.message}")
     if failed:
         _say(out, "  run the same command again to retry the failed trials")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _say(out: TextIO, line: str) -> None:
