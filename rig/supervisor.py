@@ -69,6 +69,8 @@ TRIGGERBOX_POLL_S = 0.25
 # row (each up to triggerbox.timeout_s) before the trial ends, since a loaded host can delay a
 # reply without anything being wrong with the box.
 TRIGGERBOX_SILENT_POLLS = 3
+# How long a worker that exited cleanly is given for its summary to arrive (it sends it first).
+LAST_WORDS_S = 1.0
 # Free space needed to write the incomplete mark into a file whose writer died.
 MIN_FREE_BYTES_TO_MARK = 1_000_000
 # Compressed frames are rarely smaller than this share of raw with sensor noise (measured).
@@ -741,16 +743,29 @@ class _TrialRun:
     def _check_health(self) -> None:
         now = time.monotonic()
         self._ping_worker_hosts()
-        for worker in self.workers.values():
+        for worker in list(self.workers.values()):
             if worker.done is not None:
                 continue
             if not worker.process.is_alive():
-                self._fail(_death_reason(worker))
+                if self._ended_without_summary(worker):
+                    self._fail(_death_reason(worker))
             elif worker.ready_info is not None and now - worker.last_heard_s > HEARTBEAT_TIMEOUT_S:
                 # Before READY a worker may be importing heavy libraries: only liveness counts.
                 self._fail(f"{worker.role} stopped answering for {now - worker.last_heard_s:.1f} s")
         if self.failure:
             raise TrialAborted(self.failure)
+
+    def _ended_without_summary(self, worker: WorkerState) -> bool:
+        """Whether ``worker``'s process has ended without sending its summary. A worker that
+        exits cleanly sends it first, but it may still be on its way (seen on a loaded machine:
+        a writer that had closed its file cleanly was taken for dead): wait for it a moment."""
+        if worker.done is not None or worker.process.is_alive():
+            return False
+        if worker.process.exitcode == 0:
+            deadline = time.monotonic() + LAST_WORDS_S
+            while worker.done is None and worker.error is None and time.monotonic() < deadline:
+                self._pump(0.02)
+        return worker.done is None
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:
@@ -794,7 +809,7 @@ class _TrialRun:
     def _check_health_quiet(self, role: str) -> None:
         self._ping_worker_hosts()
         worker = self.workers[role]
-        if not worker.process.is_alive() and worker.done is None:
+        if self._ended_without_summary(worker):
             raise TrialAborted(_death_reason(worker))
 
     def _await_ready(self, roles: list[str]) -> None:
@@ -824,7 +839,9 @@ class _TrialRun:
             self._report_status()
         for role in roles:
             worker = self.workers[role]
-            if worker.done is None:
+            if worker.done is None and (
+                worker.process.is_alive() or self._ended_without_summary(worker)
+            ):
                 self._fail(_death_reason(worker))
 
     def _report_status(self) -> None:
