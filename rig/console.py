@@ -121,10 +121,13 @@ def print_trial_summary(result: TrialResult, stream: TextIO) -> bool:
             + "\n"
         )
     problems = summary.get("problems", [])
-    if problems:
+    unbalanced = [a["camera"] for a in summary["accounting"] if not a["balanced"]]
+    if problems or unbalanced:
         write("\n  !!! FRAME ACCOUNTING MISMATCH !!!\n")
         for problem in problems:
             write(f"  !!! {problem}\n")
+        if unbalanced:
+            write(f"  !!! pulses != written + dropped for {', '.join(unbalanced)}\n")
         return False
     return True
 

@@ -372,7 +372,14 @@ class _TrialRun:
             self._abort_workers()
         finally:
             self._reap()
-        completed = end_reason == "completed" and not interrupted and bool(writer_summary)
+        # A failure found while stopping (the trigger box failing STOP, a worker dying while it
+        # drains) also means the trial did not complete, though it ran its whole duration.
+        completed = (
+            end_reason == "completed"
+            and self.failure is None
+            and not interrupted
+            and bool(writer_summary)
+        )
         self.state = TrialState.FINISHED if completed else TrialState.FAILED
         if not writer_summary:
             end_reason = f"{end_reason}; the writer did not finish (file holds the last flush)"

@@ -315,7 +315,8 @@ def run_writer(
     terminated: list[str] = []
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        terminated.append("writer received SIGTERM")
+        if not terminated:  # a second SIGTERM (the supervisor's, then its death's) says nothing new
+            terminated.append("writer received SIGTERM")
 
     signal.signal(signal.SIGTERM, on_sigterm)
     context = zmq.Context()
@@ -474,7 +475,8 @@ def _finalize(
         "pulses_sent": pulses_sent,
         "daq_samples": recording.daq_samples,
         "accounting_problems": "\n".join(problems),
-        "accounting_balanced": not problems,
+        # Every camera's own balance too, not only the problems found on the way.
+        "accounting_balanced": not problems and all(account.balanced for account in accounts),
     }
     if stop_requested_after_s is not None:
         root_attrs["stop_requested_after_s"] = float(stop_requested_after_s)

@@ -187,3 +187,59 @@ def test_kill_9_of_the_whole_trial_leaves_a_file_with_its_committed_data(tmp_pat
 def test_kill_9_of_the_whole_trial_fifteen_times(tmp_path: Path) -> None:
     outcomes = run_kills(tmp_path, repeats=15)
     assert [list(outcome.problems) for outcome in outcomes] == [[]] * len(outcomes)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux's /proc children list of each of its threads)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        children += [int(child) for child in text]
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_end_when_the_supervisor_alone_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the `rig` process only (a supervisor crash): its workers must not run on
+    headless. Each gets SIGTERM from the kernel as its parent dies; the writer flushes and
+    closes the file with the reason."""
+    out = tmp_path / "trials"
+    trial = RigProcess.start(
+        [
+            "run",
+            "--config",
+            str(fault_config(tmp_path)),
+            "--duration-s",
+            "30",
+            "--output",
+            str(out),
+        ],
+        rig_environment(tmp_path / "tmp"),
+        tmp_path / "stderr.txt",
+    )
+    workers: list[int] = []
+    try:
+        trial.wait_until_running()
+        workers = _children(trial.process.pid)
+        assert len(workers) >= 6  # writer, jump detector, 4 cameras, DAQ
+        trial.process.kill()
+        trial.process.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if _alive(pid)]
+        assert left == [], f"workers still running 30 s after the supervisor died: {left}"
+    finally:
+        trial.kill_group()
+    with open_trial(only_trial_file(out)) as recorded:
+        assert recorded.closed_cleanly
+        assert "writer received SIGTERM" in recorded.end_reason
+        for camera in CAMERAS:
+            assert recorded.frame_table(camera)["trigger_index"].size > 0, camera

@@ -5,7 +5,9 @@ Real processes, real ZeroMQ sockets, a real HDF5 file, opened and checked afterw
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -222,13 +224,26 @@ def test_interrupted_trial_stops_in_order_and_keeps_its_file(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Its own process group. Ctrl-C at a terminal reaches the whole foreground group, so
+        # SIGINT goes to the group (the workers must leave the stop to the rig); SIGTERM, as
+        # `kill PID` sends it, to the rig alone.
+        start_new_session=True,
     )
-    assert process.stdout is not None
-    for line in process.stdout:  # wait until frames are flowing
-        if "running" in line and "cam_left 0 " not in line:
-            break
-    process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # wait until frames are flowing
+            if "running" in line and "cam_left 0 " not in line:
+                break
+        if signum == signal.SIGINT:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        # Whatever went wrong, nothing of the trial outlives the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
     assert process.returncode == 1, stdout + stderr
     assert "Traceback" not in stderr
     with h5py.File(only_trial_file(out), "r") as f:
@@ -240,6 +255,19 @@ def test_interrupted_trial_stops_in_order_and_keeps_its_file(
             group = f[f"cameras/{camera}"]
             assert group.attrs["frames_dropped"] == 0
             np.testing.assert_array_equal(group["trigger_index"][:], np.arange(pulses))
+
+
+def test_a_trigger_box_failing_at_stop_fails_the_trial(tmp_path: Path) -> None:
+    """Unplugged in the last moment of the trial, after the last poll: the STOP command fails.
+    The trial ran its whole duration but did not complete: exit 1, the reason in the file."""
+    config = _config_with_faults(tmp_path, "triggerbox_unplug_after_s = 1.98")
+    out = tmp_path / "out"
+    result = rig("run", "--config", str(config), "--duration-s", "2", "--output", str(out))
+    print(result.stdout[-1500:])
+    assert result.returncode == 1, result.stdout + result.stderr
+    with h5py.File(only_trial_file(out), "r") as f:
+        assert f.attrs["closed_cleanly"]
+        assert "trigger box" in f.attrs["end_reason"]
 
 
 def _config_with_faults(tmp_path: Path, faults: str) -> Path:
