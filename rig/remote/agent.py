@@ -198,6 +198,7 @@ class WorkerHost:
 
 def worker_main(config: RigConfig, role: str, out: TextIO, trials: int | None = None) -> int:
     """``rig worker``: serve ``role`` until Ctrl-C or SIGTERM (or ``trials`` trials)."""
+    host = WorkerHost(config, role, out)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -206,7 +207,6 @@ def worker_main(config: RigConfig, role: str, out: TextIO, trials: int | None = 
     previous: dict[signal.Signals, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, on_signal)
-    host = WorkerHost(config, role, out)
     try:
         host.serve(stop, trials)
     finally:
