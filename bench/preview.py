@@ -282,6 +282,9 @@ def record_with_preview(
         else 0.0
     )
     row["page_errors"] = reports[-1].get("errors", 0) if reports else None
+    row["page_polls_per_s"] = (
+        median_of([report["polls_per_s"] for report in reports]) if reports else 0.0
+    )
     row["page_fetch_ms"] = reports[-1].get("fetch_ms") if reports else None
     row["page_render_ms"] = reports[-1].get("render_ms") if reports else None
     if preview_cpu_before is not None and preview_cpu_after is not None:
