@@ -256,11 +256,13 @@ class Supervisor:
                 calibration_path = str(Path(ipc_dir) / "calibration.toml")
                 camera_group.save(calibration_path)
                 calibration_toml = Path(calibration_path).read_text()
+            endpoints = self._endpoints(Path(ipc_dir))
+            _check_ipc_paths(endpoints, config.camera_names)
             plan = TrialPlan(
                 trial_id=trial_id,
                 trial_path=str(path),
                 root_attrs=root_attrs,
-                endpoints=self._endpoints(Path(ipc_dir)),
+                endpoints=endpoints,
                 calibration_toml=calibration_toml,
             )
             run = _TrialRun(
@@ -888,6 +890,26 @@ class _TrialRun:
             )
             with contextlib.suppress(zmq.Again):
                 send_message(self.monitor, TOPIC_STATUS, header, flags=zmq.NOBLOCK)
+
+
+def _check_ipc_paths(endpoints: Endpoints, camera_names: tuple[str, ...]) -> None:
+    """Refuse, before anything starts, ``ipc://`` paths longer than a Unix socket address takes
+    (a deep TMPDIR): a worker would fail to bind one only once the trial had begun."""
+    addresses = [
+        endpoints.control,
+        endpoints.record,
+        endpoints.trigger_line,
+        endpoints.poses,
+        endpoints.jump_input,
+        *(endpoints.live_frames_of(name) for name in camera_names),
+    ]
+    limit = zmq.IPC_PATH_MAX_LEN
+    for address in addresses:
+        if address.startswith("ipc://") and len(address) - len("ipc://") > limit:
+            raise OSError(
+                f"the socket path {address[len('ipc://') :]} is longer than the {limit} "
+                "characters the system allows: set TMPDIR to a shorter folder"
+            )
 
 
 def _death_reason(worker: WorkerState) -> str:

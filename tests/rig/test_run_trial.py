@@ -353,3 +353,23 @@ def test_report_command_refuses_a_file_that_is_not_a_trial(tmp_path: Path) -> No
     result = rig("report", str(bogus))
     assert result.returncode == 1  # as `rig inspect`: the file cannot be used
     assert str(bogus) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_temporary_folder_too_deep_for_socket_paths_is_refused_before_the_trial(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path / ("x" * 60) / ("y" * 40)
+    deep.mkdir(parents=True)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "rig.cli", "run", "--duration-s", "1", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "TMPDIR": str(deep)},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is longer than the 107 characters the system allows" in result.stdout
+    assert "set TMPDIR to a shorter folder" in result.stdout
+    assert not list(out.glob("*.h5"))
