@@ -337,6 +337,8 @@ class _TrialRun:
         self.remote_roles = set(config.remote.roles)
         self.worker_hosts: dict[str, WorkerHostInfo] = {}
         self.next_ping_s = 0.0
+        # Workers that acknowledged their start (trackers), arm (cameras) or start (DAQ).
+        self.started: set[str] = set()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -406,10 +408,13 @@ class _TrialRun:
         self._await_ready([*camera_roles, DAQ])
         for role in trackers:
             self._command(role, "start")
+            self.started.add(role)
         for role in camera_roles:
             self._command(role, "arm")
+            self.started.add(role)
         self.state = TrialState.ARMED
         self._command("daq", "start")
+        self.started.add(DAQ)
         self._open_triggerbox()
         self.running_since_s = time.monotonic()
         self._start_pulses()
@@ -464,6 +469,11 @@ class _TrialRun:
             # Nothing can be recorded any more: let every worker go at once rather than drain its
             # stream into a writer that is gone (a camera would wait out its final sends).
             self._abort_workers()
+        # A trial that failed while starting: workers still waiting for their start have
+        # recorded nothing and have nothing to drain; they would ignore a stop.
+        for role in [role for role in self.workers if role != WRITER and role not in self.started]:
+            if self._alive(role):
+                self._send(role, "abort")
         # Seconds from the start of the pulse train to the decision to stop (for the file).
         stop_after_s = time.monotonic() - (self.running_since_s or self.started_s)
         triggerbox_report: dict[str, Any] = {}
@@ -474,11 +484,11 @@ class _TrialRun:
                 2.0 / self.config.trigger.rate_hz
                 + self.config.daq.block_samples / self.config.daq.rate_hz
             )
-        if self._alive("daq"):
-            self._try_command("daq", "stop", expect_ack=False)
-            self._await_done(["daq"])
+        if self._alive(DAQ) and DAQ in self.started:
+            self._try_command(DAQ, "stop", expect_ack=False)
+            self._await_done([DAQ])
         cameras = [role_of(name) for name in self.config.camera_names]
-        live_cameras = [role for role in cameras if self._alive(role)]
+        live_cameras = [role for role in cameras if self._alive(role) and role in self.started]
         daq = self.workers.get(DAQ)
         pulses_sent = int((daq.done or {}).get("pulses", 0)) if daq is not None else 0
         for role in live_cameras:
@@ -490,7 +500,7 @@ class _TrialRun:
             [JUMPS] if self.jump_detector else [],
         )
         for stage in stages:
-            live_trackers = [role for role in stage if self._alive(role)]
+            live_trackers = [role for role in stage if self._alive(role) and role in self.started]
             for role in live_trackers:
                 self._try_command(role, "stop")
             self._await_done(live_trackers)

@@ -1,6 +1,8 @@
-"""A worker that sends its summary and exits is done, even when the supervisor sees the exit
-before the summary (found by the soak: a writer that had closed its file cleanly was taken for
-dead, and its good file was marked incomplete). A worker killed before its summary is dead."""
+"""The supervisor and workers at the edges of their lives. A worker that sends its summary and
+exits is done, even when the supervisor sees the exit before the summary (found by the soak: a
+writer that had closed its file cleanly was taken for dead, and its good file was marked
+incomplete). A worker killed before its summary is dead. A trial that fails while starting lets
+the workers still waiting for their start go at once (they used to ignore the stop, 10 s each)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,17 @@ def _say_done_and_exit(endpoint: str, role: str) -> None:
 
 def _hang(endpoint: str, role: str) -> None:
     time.sleep(60)
+
+
+def _wait_to_be_armed(endpoint: str, role: str) -> None:
+    context = zmq.Context()
+    control = WorkerControl(context, endpoint, role)
+    control.ready()
+    command = control.wait_command("arm", 60.0, {})
+    if command["type"] == "arm":
+        control.ack(command)
+    control.close()
+    context.term()
 
 
 def _trial_run(folder: Path) -> _TrialRun:
@@ -75,5 +88,24 @@ def test_a_worker_killed_before_its_summary_is_dead(tmp_path: Path) -> None:
         assert run.failure == "writer process died (exit code -9)"
         # Killed, not exited: no waiting for a summary that cannot come.
         assert time.monotonic() - started < 0.5
+    finally:
+        run._reap()
+
+
+def test_a_trial_failing_while_starting_lets_unarmed_workers_go_at_once(tmp_path: Path) -> None:
+    run = _trial_run(tmp_path)
+    try:
+        camera = _worker(run, "camera:cam_left", _wait_to_be_armed)
+        deadline = time.monotonic() + 30
+        while camera.ready_info is None and time.monotonic() < deadline:
+            run._pump(0.05)
+        assert camera.ready_info is not None
+        started = time.monotonic()
+        assert run._stop("DAQ: could not open") == {}  # no writer in this trial
+        camera.process.join(5)
+        stopped_s = time.monotonic() - started
+        assert not camera.process.is_alive()
+        assert camera.process.exitcode == 0
+        assert stopped_s < 3.0, f"stopping took {stopped_s:.1f} s"
     finally:
         run._reap()
