@@ -6,6 +6,8 @@ is frame 0 on every camera. Stop in reverse: the pulse train, the DAQ (after the
 sampled), the cameras (after their last frame is sent), the trackers, and the writer last, once
 every stream has ended. Every worker reports READY before the trial arms and heartbeats while it
 runs; a worker that dies or falls silent ends the trial, with the reason recorded in the file.
+The roles the config's ``[remote]`` lists run in ``rig worker`` processes on other hosts
+(:mod:`rig.remote`); the supervisor launches, checks and reaps them through their hosts.
 """
 
 from __future__ import annotations
