@@ -30,6 +30,7 @@ from acquisition.settings import (
     ge,
     gt,
 )
+from tracking.pose_process import role_of as pose_role
 from tracking.settings import TrackingSettings
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "sim.toml"
@@ -123,7 +124,7 @@ class RigConfig:
         """The roles this rig's `rig worker` may take on another host."""
         roles = ["writer", *(f"camera:{name}" for name in self.camera_names)]
         if self.tracking.enabled:
-            roles += ["pose:" + "+".join(group) for group in self.pose_groups]
+            roles += [pose_role(group) for group in self.pose_groups]
             roles.append("triangulator")
         return tuple(roles)
 

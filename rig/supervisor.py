@@ -473,8 +473,8 @@ class _TrialRun:
             self._abort_workers()
         # A trial that failed while starting: workers still waiting for their start have
         # recorded nothing and have nothing to drain; they would ignore a stop.
-        for role in [role for role in self.workers if role != WRITER and role not in self.started]:
-            if self._alive(role):
+        for role in list(self.workers):
+            if role != WRITER and role not in self.started and self._alive(role):
                 self._send(role, "abort")
         # Seconds from the start of the pulse train to the decision to stop (for the file).
         stop_after_s = time.monotonic() - (self.running_since_s or self.started_s)
@@ -684,7 +684,6 @@ class _TrialRun:
             self.worker_hosts[role] = WorkerHostInfo(
                 role=role,
                 host=str(message.get("host", "?")),
-                pid=int(message.get("pid", 0)),
                 version=str(message.get("version", "?")),
             )
             return
@@ -730,7 +729,9 @@ class _TrialRun:
                         self._send_to_worker_host(process.role, last_resort)
 
     def _pump(self, timeout_s: float) -> None:
-        """Take in every control message that arrives within ``timeout_s``."""
+        """Take in every control message that arrives within ``timeout_s`` (and tell the worker
+        hosts, now and then, that the console is there: every wait goes through here)."""
+        self._ping_worker_hosts()
         deadline = time.monotonic() + timeout_s
         while True:
             remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
@@ -763,7 +764,6 @@ class _TrialRun:
 
     def _check_health(self) -> None:
         now = time.monotonic()
-        self._ping_worker_hosts()
         for worker in list(self.workers.values()):
             if worker.done is not None:
                 continue
@@ -828,7 +828,6 @@ class _TrialRun:
             self._fail(str(error))
 
     def _check_health_quiet(self, role: str) -> None:
-        self._ping_worker_hosts()
         worker = self.workers[role]
         if self._ended_without_summary(worker):
             raise TrialAborted(_death_reason(worker))
@@ -856,7 +855,6 @@ class _TrialRun:
                 self._fail(f"did not finish within {timeout_s} s: {', '.join(pending)}")
                 break
             self._pump(0.05)
-            self._ping_worker_hosts()
             self._report_status()
         for role in roles:
             worker = self.workers[role]

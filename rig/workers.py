@@ -156,12 +156,11 @@ def worker_call(
 
 def camera_factory_spec(factory: CameraFactory) -> dict[str, Any]:
     """``factory`` as a JSON-able spec for a camera process on another host."""
-    name = f"{factory.__module__}:{getattr(factory, '__qualname__', type(factory).__qualname__)}"
-    if dataclasses.is_dataclass(factory) and not isinstance(factory, type):
-        name = f"{type(factory).__module__}:{type(factory).__qualname__}"
-        fields = dataclasses.asdict(factory)
-    else:
-        fields = None
+    # A factory object (a dataclass) is named by its class and sent with its fields.
+    is_object = dataclasses.is_dataclass(factory) and not isinstance(factory, type)
+    named: Any = type(factory) if is_object else factory
+    name = f"{named.__module__}:{named.__qualname__}"
+    fields = dataclasses.asdict(factory) if is_object else None  # type: ignore[call-overload]
     if name not in REMOTE_CAMERA_FACTORIES:
         raise ValueError(f"camera factory {name} cannot run on another host")
     return {"name": name, "fields": fields}

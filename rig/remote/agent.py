@@ -35,7 +35,7 @@ from rig.remote.protocol import (
     agent_identity,
 )
 from rig.versions import software_versions
-from rig.workers import TrialPlan, camera_factory_from_spec, worker_call
+from rig.workers import TrialPlan, WorkerCall, camera_factory_from_spec, worker_call
 
 log = logging.getLogger("rig.worker")
 
@@ -143,7 +143,7 @@ class WorkerHost:
         self._send("launched", trial_id=trial_id, pid=self.process.pid, host=platform.node())
         self._say(f"{self.role}: trial {trial_id} started (pid {self.process.pid})")
 
-    def _worker_call(self, message: dict[str, Any]) -> Any:
+    def _worker_call(self, message: dict[str, Any]) -> WorkerCall:
         # The console's resolved config is the trial's config; this host must be able to use it
         # (its model folder, its calibration), which parse_config checks.
         config = parse_config(str(message["config_toml"]), self.config.source_path)

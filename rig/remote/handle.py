@@ -9,21 +9,19 @@ that reason, so a host that loses power or its network ends the trial like a cra
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from acquisition.control import HEARTBEAT_TIMEOUT_S
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkerHostInfo:
     """What a worker host said in its last ``hello``."""
 
     role: str
     host: str
-    pid: int
     version: str
-    last_heard_s: float = field(default_factory=time.monotonic)
 
 
 class RemoteWorkerProcess:

@@ -18,9 +18,8 @@ import numpy as np
 
 from tests.rig.replay.replay_recordings import (
     CAMERAS,
-    SMALL_FRAME_SIZE,
-    default_config_text,
     run_command,
+    small_untracked_config_text,
 )
 from tracking.jump_detection import events_from_table
 
@@ -30,19 +29,10 @@ CROUCH_ONSET_S = 1.1
 
 
 def small_config_text() -> str:
-    text = default_config_text()
-    replacements = {
-        "enabled = true": "enabled = false",
-        "crouch_onset_s = 1.5": f"crouch_onset_s = {CROUCH_ONSET_S}",
-    }
-    for old, new in replacements.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    for camera in CAMERAS:
-        table = f'[[cameras]]\nname = "{camera}"\n'
-        text = text.replace(table, table + SMALL_FRAME_SIZE)
-    assert text.count(SMALL_FRAME_SIZE) == len(CAMERAS)
-    return text
+    text = small_untracked_config_text()
+    onset = "crouch_onset_s = 1.5"
+    assert text.count(onset) == 1
+    return text.replace(onset, f"crouch_onset_s = {CROUCH_ONSET_S}")
 
 
 def record_trials(folder: Path) -> tuple[Path, ...]:

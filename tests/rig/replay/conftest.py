@@ -15,9 +15,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from replay_recordings import (  # noqa: E402
-    CAMERAS,
     SMALL_DROPPED,
-    SMALL_FRAME_SIZE,
     TRACKED_CROUCH_ONSET_S,
     TRACKED_DURATION_S,
     CommandRun,
@@ -25,20 +23,14 @@ from replay_recordings import (  # noqa: E402
     only_trial_file,
     record,
     run_command,
+    small_untracked_config_text,
 )
 
 
 @pytest.fixture(scope="session")
 def small_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("small_recording")
-    text = default_config_text()
-    tracking_on = "enabled = true"
-    assert text.count(tracking_on) == 1
-    text = text.replace(tracking_on, "enabled = false")
-    for camera in CAMERAS:
-        table = f'[[cameras]]\nname = "{camera}"\n'
-        text = text.replace(table, table + SMALL_FRAME_SIZE)
-    assert text.count(SMALL_FRAME_SIZE) == len(CAMERAS)
+    text = small_untracked_config_text()
     text += (
         "\n[sim.faults.cameras.cam_left]\n"
         f"drop_trigger_indices = [{', '.join(str(i) for i in SMALL_DROPPED)}]\n"

@@ -64,6 +64,19 @@ def default_config_text() -> str:
     return text.replace(relative_model, f'model = "{MODEL_DIR}"')
 
 
+def small_untracked_config_text() -> str:
+    """The default rig config with tracking off and every camera's frames SMALL_FRAME_SIZE."""
+    text = default_config_text()
+    tracking_on = "enabled = true"
+    assert text.count(tracking_on) == 1
+    text = text.replace(tracking_on, "enabled = false")
+    for camera in CAMERAS:
+        table = f'[[cameras]]\nname = "{camera}"\n'
+        text = text.replace(table, table + SMALL_FRAME_SIZE)
+    assert text.count(SMALL_FRAME_SIZE) == len(CAMERAS)
+    return text
+
+
 def record(config_text: str, folder: Path, duration_s: float) -> CommandRun:
     config = folder / "rig.toml"
     config.write_text(config_text)
