@@ -45,6 +45,7 @@ def jump_rows(path: Path, timeout_s: float = OPEN_TIMEOUT_S) -> list[dict[str, A
         if EVENTS not in trial.dataset_paths():
             return []
         table = trial.read(EVENTS)
+        events_source = str(trial.dataset_attrs(EVENTS).get("source", ""))
     try:
         events = events_from_table(table)
     except ValueError as error:
@@ -55,7 +56,7 @@ def jump_rows(path: Path, timeout_s: float = OPEN_TIMEOUT_S) -> list[dict[str, A
         "source_file": str(attrs.get("replay_of", "")),
         "output_file": str(path),
         "replay_trial_id": str(attrs.get("trial_id", "")),
-        "events_source": _events_source(path),
+        "events_source": events_source,
     }
     jumps = [event for event in events if event.name == JUMP_EVENT]
     return [
@@ -95,14 +96,6 @@ def write_metrics_table(rows: Iterable[dict[str, Any]], folder: Path) -> tuple[P
 def metrics_rows_order(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows in a stable order: by source file, then jump number."""
     return sorted(rows, key=lambda row: (row["source_file"], row["jump_number"]))
-
-
-def _events_source(path: Path) -> str:
-    import h5py
-
-    with h5py.File(path, "r") as trial:
-        source = trial[EVENTS].attrs.get("source", "")
-    return source.decode() if isinstance(source, bytes) else str(source)
 
 
 def _write_replacing(path: Path, write: Any) -> None:

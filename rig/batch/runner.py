@@ -6,11 +6,12 @@ join that group. It writes the replay into ``FOLDER/replay/``, checks it, record
 settings in it, and writes what happened to ``FOLDER/result.json``. It never gives the file its
 final name: the task does that, by a rename, once this process says the file checks out.
 
-Why a process of its own: a replay's processes do not notice their supervisor dying (measured:
-after a SIGKILL of the process running ``replay_trial`` its writer, cameras and DAQ kept running,
-20 s later and on). A Dask worker that dies mid-task would leave them behind, still reading the
-source and writing a temporary file. This process watches its parent, the Dask worker, and when
-that is gone kills its whole group, itself included.
+Why a process of its own: a Dask worker that dies mid-task must take its replay with it. The
+replay's processes end when the process that runs ``replay_trial`` dies (each asks Linux for
+SIGTERM when its parent dies: acquisition/worker.py); that process is this one, and it watches
+its parent, the Dask worker, and when that is gone kills its whole group, itself included. (A
+task runs in one of the Dask worker's threads, which may end while the worker lives on, so this
+process cannot ask Linux for the same signal: it follows the worker by its parent pid.)
 """
 
 from __future__ import annotations

@@ -200,6 +200,16 @@ class TrialFile:
         except _HDF5_ERRORS as error:
             raise self._error(path, f"cannot be copied: {error}") from error
 
+    def dataset_attrs(self, path: str) -> dict[str, Any]:
+        """The attributes of dataset ``path`` (bytes decoded to text)."""
+        try:
+            items = list(self._dataset(path).attrs.items())
+        except _HDF5_ERRORS as error:
+            raise self._error(path, f"attributes cannot be read: {error}") from error
+        return {
+            name: value.decode() if isinstance(value, bytes) else value for name, value in items
+        }
+
     def dataset_paths(self) -> list[str]:
         """Absolute paths of every dataset in the file, in HDF5's (alphabetical) order."""
         return [path for path, _ in _iter_datasets(self._file)]
