@@ -78,11 +78,6 @@ class EndpointsConfig:
     live_frames: dict[str, str] = field(default_factory=dict)
 
 
-# The roles a `rig worker` may take on another host. The DAQ, the trigger box, the jump detector
-# and the live preview stay on the console, which the DAQ and the trigger box are wired to.
-REMOTE_ROLE_KINDS = ("writer", "camera:NAME", "pose:NAMES", "triangulator")
-
-
 @dataclass(frozen=True)
 class RemoteConfig:
     """Roles that run on other hosts, each started there with ``rig worker --role ROLE``."""
@@ -121,7 +116,9 @@ class RigConfig:
 
     @property
     def remotable_roles(self) -> tuple[str, ...]:
-        """The roles this rig's `rig worker` may take on another host."""
+        """The roles this rig's `rig worker` may take on another host. The DAQ, the trigger box,
+        the jump detector and the live preview stay on the console, which the DAQ and the
+        trigger box are wired to."""
         roles = ["writer", *(f"camera:{name}" for name in self.camera_names)]
         if self.tracking.enabled:
             roles += [pose_role(group) for group in self.pose_groups]
