@@ -8,7 +8,8 @@ What changes, and why:
 - the trigger source becomes ``daq_counter``: the pulses are in the recorded trigger line, which
   the replay DAQ plays back as sampled; there is no trigger box to start;
 - the twin's fault knobs are all off: a replay reproduces the recorded drops, it adds none;
-- endpoints go back to the per-trial ``ipc://`` defaults (a replay runs on one machine), unless
+- endpoints go back to the per-trial ``ipc://`` defaults and no role runs on another host (a
+  replay runs on one machine, whatever the recording did), unless
   ``hosts`` names a rig config whose ``[endpoints]`` and ``[remote]`` spread it over several
   (``rig replay --hosts``, docs/multi-host.md);
 - the camera processes may buffer more frames
@@ -121,7 +122,9 @@ def _swap_devices(table: dict[str, Any]) -> None:
     _table(table, "trigger")["source"] = "daq_counter"
     _table(table, "triggerbox")["backend"] = "sim"
     _table(table, "sim").pop("faults", None)
-    table.pop("endpoints", None)
+    # A recording made over several hosts replays on this one unless --hosts says otherwise.
+    for name in HOST_TABLES:
+        table.pop(name, None)
 
 
 def _table(table: dict[str, Any], key: str) -> dict[str, Any]:

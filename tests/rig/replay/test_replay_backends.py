@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from replay_recordings import SMALL_DROPPED
+from replay_recordings import ROOT, SMALL_DROPPED
 
 from acquisition.daq.interface import DaqBlock, rising_edges
 from acquisition.settings import CameraConfig, DaqChannelConfig, DaqConfig
@@ -93,6 +93,25 @@ def test_replay_config_takes_model_and_calibration(recorded: RecordedTrial, tmp_
         replay_config(recorded, output_dir=tmp_path, model=tmp_path / "no-model")
     off = replay_config(recorded, output_dir=tmp_path, model=MODEL_DIR, tracking=False)
     assert not off.tracking.enabled
+
+
+def test_a_recording_made_over_several_hosts_replays_on_one(
+    recorded: RecordedTrial, tmp_path: Path
+) -> None:
+    """The recorded [endpoints] and [remote] (tcp:// on other hosts) do not carry over: the
+    replay runs here, on ipc:// sockets (found by replaying a trial of config/multi-host.toml)."""
+    import dataclasses
+    import tomllib
+
+    import tomli_w
+
+    table = tomllib.loads(recorded.config_toml)
+    multi_host = tomllib.loads((ROOT / "config" / "multi-host.toml").read_text())
+    table.update(endpoints=multi_host["endpoints"], remote=multi_host["remote"])
+    other = dataclasses.replace(recorded, config_toml=tomli_w.dumps(table))
+    config = replay_config(other, output_dir=tmp_path)
+    assert config.remote.roles == ()
+    assert config.endpoints.control == "" and config.endpoints.live_frames == {}
 
 
 def test_replay_config_must_match_the_file(recorded: RecordedTrial, tmp_path: Path) -> None:
